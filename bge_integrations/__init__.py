@@ -1,0 +1,38 @@
+"""BGE embedding models as first-class LangChain and LlamaIndex components.
+
+The core (``BGEEmbedder``, ``BGEM3Embedder``, ``HybridIndex``) has no framework dependency;
+the adapters live in ``bge_integrations.langchain`` and ``bge_integrations.llama_index``.
+"""
+
+from .core import (
+    DEFAULT_MODEL,
+    BGEEmbedder,
+    BGEM3Embedder,
+    Family,
+    M3Output,
+    ModelNotFoundError,
+    ModelSpec,
+    Pooling,
+    clear_model_cache,
+    get_spec,
+    list_models,
+    register_model,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "BGEEmbedder",
+    "BGEM3Embedder",
+    "M3Output",
+    "ModelSpec",
+    "Family",
+    "Pooling",
+    "register_model",
+    "get_spec",
+    "list_models",
+    "clear_model_cache",
+    "ModelNotFoundError",
+    "__version__",
+]

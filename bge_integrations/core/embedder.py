@@ -1,0 +1,227 @@
+"""BGEEmbedder: dense embeddings with the right instruction, ICL prompt and pooling per model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .engine import Engine, LoadedModel, load_model
+from .inputs import validate_texts
+from .pooling import pool
+from .prompts import build_icl_prefix, format_query, icl_query_token_ids
+from .registry import Family, ModelSpec, resolve_spec
+
+__all__ = ["BGEEmbedder", "DEFAULT_MODEL"]
+
+DEFAULT_MODEL = "BAAI/bge-small-en-v1.5"
+_OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+class EncoderBase:
+    """Loading, options and the engine shared by :class:`BGEEmbedder` and ``BGEM3Embedder``."""
+
+    def __init__(self, model_name_or_path: str, spec: ModelSpec, *, device: str = "auto",
+                 dtype: str = "auto", query_max_length: int | None = None,
+                 passage_max_length: int | None = None, normalize: bool = True,
+                 batch_size: int = 256, max_batch_tokens: int | None = None,
+                 show_progress: bool = False, trust_remote_code: bool = False,
+                 max_texts_per_call: int | None = None) -> None:
+        if spec.trust_remote_code and not trust_remote_code:
+            msg = (f"Model {model_name_or_path!r} needs its own modelling code "
+                   "(trust_remote_code=True in the registry). Remote code is off by default; "
+                   "pass trust_remote_code=True if you trust the model's source.")
+            raise ValueError(msg)
+        self.model_name = model_name_or_path
+        self._spec = spec
+        self.query_max_length = _positive(query_max_length, min(512, spec.max_length),
+                                          "query_max_length")
+        self.passage_max_length = _positive(passage_max_length, spec.max_length,
+                                            "passage_max_length")
+        self.normalize = bool(normalize)
+        self.max_texts_per_call = max_texts_per_call
+        self._loaded: LoadedModel = load_model(model_name_or_path, device=device, dtype=dtype,
+                                               trust_remote_code=trust_remote_code)
+        self._engine = Engine(self._loaded, batch_size=batch_size,
+                              max_batch_tokens=max_batch_tokens, show_progress=show_progress)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The effective model description (registry row with your overrides)."""
+        return self._spec
+
+    @property
+    def dim(self) -> int:
+        """Output dimension of the dense vector."""
+        return self._loaded.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return self._loaded.device
+
+    @property
+    def dtype(self) -> str:
+        return self._loaded.dtype
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._loaded.tokenizer
+
+    def _texts(self, texts: object, name: str) -> list[str]:
+        return validate_texts(texts, name=name, max_texts=self.max_texts_per_call)
+
+    def _tokenize(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        return self._engine.tokenize(texts, max_length)
+
+
+def _positive(value: int | None, default: int, name: str) -> int:
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        msg = f"{name} must be a positive int, got {value!r}."
+        raise ValueError(msg)
+    return value
+
+
+class BGEEmbedder(EncoderBase):
+    """Dense embeddings for any registered model (BGE v1/v1.5, bge-m3 dense, bge-en-icl, E5, ...).
+
+    The model's registry row supplies pooling, query instruction and its format; every keyword
+    overrides it. Queries get the instruction (or the ICL few-shot prompt), documents never do.
+
+    Args:
+        model_name_or_path: hub id or local directory.
+        pooling: ``"cls"``, ``"mean"`` or ``"last_token"`` (required for unregistered models).
+        query_instruction: instruction for queries; ``None`` keeps the registry's, ``""`` none.
+        query_instruction_format: ``format(instruction, query)`` template.
+        examples: ICL few-shot examples (``instruct``/``query``/``response`` dicts), bge-en-icl.
+        device: ``"auto"`` (cuda > mps > cpu), ``"cpu"``, ``"cuda:0"``, ...
+        dtype: ``"auto"`` (float16 on CUDA, float32 on CPU), ``"float32"``, ``"float16"``,
+            ``"bfloat16"`` or ``"int8"`` (dynamic quantization, CPU).
+        query_max_length: token limit for queries (longer ones are truncated).
+        passage_max_length: token limit for documents.
+        normalize: L2-normalize the output.
+        batch_size: most texts per forward pass.
+        max_batch_tokens: most padded tokens per forward pass.
+        show_progress: tqdm progress bar.
+        trust_remote_code: allow the checkpoint's own Python code.
+        max_texts_per_call: reject larger inputs with a clear error (``None``: no limit).
+
+    Example:
+        >>> emb = BGEEmbedder("BAAI/bge-small-en-v1.5")  # doctest: +SKIP
+        >>> emb.encode_queries(["what is BGE?"]).shape  # doctest: +SKIP
+        (1, 384)
+    """
+
+    def __init__(self, model_name_or_path: str = DEFAULT_MODEL, *, pooling: str | None = None,
+                 query_instruction: str | None = None,
+                 query_instruction_format: str | None = None,
+                 examples: Sequence[Mapping[str, str]] | None = None, device: str = "auto",
+                 dtype: str = "auto", query_max_length: int | None = None,
+                 passage_max_length: int | None = None, normalize: bool = True,
+                 batch_size: int = 256, max_batch_tokens: int | None = None,
+                 show_progress: bool = False, trust_remote_code: bool = False,
+                 max_texts_per_call: int | None = None) -> None:
+        spec = resolve_spec(model_name_or_path, pooling=pooling,
+                            query_instruction=query_instruction,
+                            query_instruction_format=query_instruction_format)
+        super().__init__(model_name_or_path, spec, device=device, dtype=dtype,
+                         query_max_length=query_max_length,
+                         passage_max_length=passage_max_length, normalize=normalize,
+                         batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                         show_progress=show_progress, trust_remote_code=trust_remote_code,
+                         max_texts_per_call=max_texts_per_call)
+        self._icl_prefix = ""
+        if examples is not None:
+            self.set_examples(examples)
+
+    # -- prompts -----------------------------------------------------------------------------
+    def set_examples(self, examples: Sequence[Mapping[str, str]] | None) -> None:
+        """Set (or clear with ``None``) the ICL few-shot examples used for queries."""
+        if self._spec.family is not Family.ICL:
+            msg = (f"examples apply to in-context-learning models (family 'icl', e.g. "
+                   f"BAAI/bge-en-icl); {self.model_name!r} is family "
+                   f"{self._spec.family.value!r}.")
+            raise ValueError(msg)
+        self._icl_prefix = build_icl_prefix(examples, self._spec.query_instruction)
+
+    def query_texts(self, queries: Sequence[str]) -> list[str]:
+        """Queries with the instruction applied (before any ICL prefix)."""
+        spec = self._spec
+        return [format_query(spec.query_instruction_format, spec.query_instruction, q)
+                for q in queries]
+
+    def document_texts(self, documents: Sequence[str]) -> list[str]:
+        """Documents with the model's passage prefix (only E5 models have one)."""
+        prefix = self._spec.passage_prefix or ""
+        return [prefix + d for d in documents]
+
+    def _query_token_ids(self, queries: list[str]) -> list[list[int]]:
+        bodies = self.query_texts(queries)
+        if self._spec.family is Family.ICL:
+            return self._engine.call_tokenizer(
+                lambda tok: icl_query_token_ids(tok, bodies, self._icl_prefix,
+                                                self.query_max_length))
+        return self._tokenize(bodies, self.query_max_length)
+
+    # -- encoding ----------------------------------------------------------------------------
+    def encode_queries(self, queries: Sequence[str], *, output_dtype: str = "float32"
+                       ) -> np.ndarray:
+        """Embed search queries (instruction / ICL prompt applied). Shape ``(n, dim)``."""
+        queries = self._texts(queries, "queries")
+        return self._embed(self._query_token_ids(queries) if queries else [], output_dtype)
+
+    def encode_documents(self, documents: Sequence[str], *, output_dtype: str = "float32"
+                         ) -> np.ndarray:
+        """Embed passages / documents (no instruction). Shape ``(n, dim)``."""
+        documents = self._texts(documents, "documents")
+        ids = self._tokenize(self.document_texts(documents), self.passage_max_length) \
+            if documents else []
+        return self._embed(ids, output_dtype)
+
+    def encode(self, texts: Sequence[str], *, max_length: int | None = None,
+               output_dtype: str = "float32") -> np.ndarray:
+        """Embed texts as they are: no instruction, no prefix. Shape ``(n, dim)``."""
+        texts = self._texts(texts, "texts")
+        limit = _positive(max_length, self.passage_max_length, "max_length")
+        return self._embed(self._tokenize(texts, limit) if texts else [], output_dtype)
+
+    def encode_iter(self, documents: Iterable[str], *, chunk_size: int = 1024,
+                    output_dtype: str = "float32") -> Iterator[np.ndarray]:
+        """Embed a stream of documents chunk by chunk; memory stays bounded by one chunk.
+
+        Yields arrays of shape ``(<= chunk_size, dim)`` in input order.
+        """
+        if chunk_size <= 0:
+            msg = f"chunk_size must be positive, got {chunk_size}."
+            raise ValueError(msg)
+        if isinstance(documents, str | bytes):
+            validate_texts(documents, name="documents")
+        chunk: list[str] = []
+        for doc in documents:
+            chunk.append(doc)
+            if len(chunk) == chunk_size:
+                yield self.encode_documents(chunk, output_dtype=output_dtype)
+                chunk = []
+        if chunk:
+            yield self.encode_documents(chunk, output_dtype=output_dtype)
+
+    def _dense_head(self, hidden: torch.Tensor, _ids: torch.Tensor, mask: torch.Tensor
+                    ) -> np.ndarray:
+        emb = pool(hidden, mask, self._spec.pooling).float()
+        if self.normalize:
+            emb = F.normalize(emb, dim=-1)
+        return emb.cpu().numpy()
+
+    def _embed(self, token_ids: list[list[int]], output_dtype: str) -> np.ndarray:
+        if output_dtype not in _OUTPUT_DTYPES:
+            msg = f"output_dtype must be one of {sorted(_OUTPUT_DTYPES)}, got {output_dtype!r}."
+            raise ValueError(msg)
+        out_type = _OUTPUT_DTYPES[output_dtype]
+        if not token_ids:
+            return np.zeros((0, self.dim), dtype=out_type)
+        rows = self._engine.run(token_ids, self._dense_head)
+        return np.stack(rows).astype(out_type, copy=False)

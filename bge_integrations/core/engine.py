@@ -1,0 +1,219 @@
+"""The one inference loop: load once, tokenize, length-sort, token-budget batches, un-sort.
+
+Every embedder (dense, ICL, decoder, BGE-M3) runs through :class:`Engine`; what differs is the
+*head* it passes in: a function from a padded batch's last hidden state to per-text results.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import transformers
+from packaging.version import Version
+from tqdm.auto import tqdm
+
+from .hardware import resolve_device, resolve_dtype
+from .resolve import resolve_model_dir
+
+__all__ = ["LoadedModel", "load_model", "clear_model_cache", "Engine", "Head"]
+
+T = TypeVar("T")
+#: (last_hidden_state, input_ids, attention_mask) -> one result per row of the batch
+Head = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Sequence[T]]
+
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
+                 "bfloat16": torch.bfloat16, "int8": torch.float32}
+_DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+#: default padded-token budget per forward pass, by device type (tuned in benchmarks/)
+DEFAULT_BATCH_TOKENS = {"cpu": 2048, "mps": 8192, "cuda": 32768}
+
+
+@dataclass
+class LoadedModel:
+    """A tokenizer and backbone loaded once and shared by every embedder that uses them."""
+
+    name: str
+    path: str
+    tokenizer: Any
+    model: torch.nn.Module
+    device: torch.device
+    dtype: str
+    tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
+    extras: dict[str, Any] = field(default_factory=dict)
+    extras_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def extra(self, key: str, build: Callable[[], Any]) -> Any:
+        """Load-once storage for parts tied to this model (e.g. BGE-M3 heads)."""
+        with self.extras_lock:
+            if key not in self.extras:
+                self.extras[key] = build()
+            return self.extras[key]
+
+
+_CACHE: dict[tuple[str, str, str, bool], LoadedModel] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_model_cache() -> None:
+    """Forget every cached model (their memory is freed once no embedder holds them)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def load_model(name_or_path: str, *, device: str | torch.device | None = "auto",
+               dtype: str | torch.dtype | None = "auto",
+               trust_remote_code: bool = False) -> LoadedModel:
+    """Load (or reuse) tokenizer + backbone for ``(model, device, dtype)``."""
+    resolved_device = resolve_device(device)
+    dtype_name = resolve_dtype(dtype, resolved_device)
+    path = resolve_model_dir(name_or_path)
+    key = (path, str(resolved_device), dtype_name, bool(trust_remote_code))
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        loaded = _load_uncached(name_or_path, path, resolved_device, dtype_name,
+                                trust_remote_code)
+        _CACHE[key] = loaded
+        return loaded
+
+
+def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
+                   trust_remote_code: bool) -> LoadedModel:
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(
+            path, trust_remote_code=trust_remote_code,
+            **{_DTYPE_KWARG: _TORCH_DTYPES[dtype_name]},
+        )
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            msg = (f"Model {name!r} ships custom code; pass trust_remote_code=True if you "
+                   "trust its source.")
+            raise ValueError(msg) from exc
+        raise
+    except OSError as exc:
+        msg = f"Could not load model {name!r} from {path!r}: {exc}"
+        raise OSError(msg) from exc
+    model.config.use_cache = False
+    model.eval()
+    if dtype_name == "int8":
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    model.to(device)
+    return LoadedModel(name=name, path=path, tokenizer=tokenizer, model=model, device=device,
+                       dtype=dtype_name)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
+                                  getattr(torch.cuda, "OutOfMemoryError", None)) if t)
+    return isinstance(exc, oom_types)
+
+
+class Engine:
+    """Runs texts' token ids through a loaded model, batch by batch.
+
+    Args:
+        loaded: the shared model.
+        batch_size: most texts in one forward pass.
+        max_batch_tokens: most padded tokens in one forward pass (None: a default per device).
+        show_progress: show a tqdm bar.
+    """
+
+    def __init__(self, loaded: LoadedModel, *, batch_size: int = 256,
+                 max_batch_tokens: int | None = None, show_progress: bool = False) -> None:
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            msg = f"batch_size must be a positive int, got {batch_size!r}."
+            raise ValueError(msg)
+        if max_batch_tokens is None:
+            max_batch_tokens = DEFAULT_BATCH_TOKENS.get(loaded.device.type, 4096)
+        if not isinstance(max_batch_tokens, int) or max_batch_tokens <= 0:
+            msg = f"max_batch_tokens must be a positive int, got {max_batch_tokens!r}."
+            raise ValueError(msg)
+        self.loaded = loaded
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.show_progress = show_progress
+        tok = loaded.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self._pad_id = int(pad) if pad is not None else 0
+        self._left_pad = getattr(tok, "padding_side", "right") == "left"
+
+    def tokenize(self, texts: Sequence[str], max_length: int, **kwargs: Any) -> list[list[int]]:
+        """Token ids with special tokens, truncated to ``max_length``."""
+        with self.loaded.tokenizer_lock:
+            return self.loaded.tokenizer(list(texts), truncation=True, max_length=max_length,
+                                         **kwargs)["input_ids"]
+
+    def call_tokenizer(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(tokenizer)`` holding the tokenizer lock (fast tokenizers are not reentrant)."""
+        with self.loaded.tokenizer_lock:
+            return fn(self.loaded.tokenizer)
+
+    def _pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            if self._left_pad:
+                ids[i, width - len(row):] = row
+                mask[i, width - len(row):] = 1
+            else:
+                ids[i, :len(row)] = row
+                mask[i, :len(row)] = 1
+        device = self.loaded.device
+        return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+
+    def forward(self, rows: Sequence[Sequence[int]], head: Head[T]) -> Sequence[T]:
+        """One padded forward pass over ``rows`` and the head on its output."""
+        input_ids, attention_mask = self._pad(rows)
+        hidden = self.loaded.model(input_ids=input_ids, attention_mask=attention_mask,
+                                   return_dict=True).last_hidden_state
+        return head(hidden, input_ids, attention_mask)
+
+    @torch.inference_mode()
+    def run(self, token_ids: Sequence[Sequence[int]], head: Head[T]) -> list[T]:
+        """Apply ``head`` to every text, longest first in token-budget batches; input order out.
+
+        On a GPU out-of-memory error the batch is retried with half the token budget, down to
+        one text; nothing is lost or reordered.
+        """
+        n = len(token_ids)
+        if any(len(row) == 0 for row in token_ids):
+            msg = "A text tokenized to zero tokens; the tokenizer adds no special tokens."
+            raise ValueError(msg)
+        lengths = np.fromiter((len(r) for r in token_ids), dtype=np.int64, count=n)
+        order = np.argsort(-lengths, kind="stable")
+        results: list[Any] = [None] * n
+        budget = self.max_batch_tokens
+        pos = 0
+        with tqdm(total=n, disable=not self.show_progress, desc="Embedding",
+                  unit="text") as bar:
+            while pos < n:
+                longest = int(lengths[order[pos]])
+                size = max(1, min(self.batch_size, budget // longest, n - pos))
+                idx = order[pos:pos + size]
+                try:
+                    out = self.forward([token_ids[i] for i in idx], head)
+                except Exception as exc:
+                    if not _is_oom(exc) or size == 1:
+                        raise
+                    torch.cuda.empty_cache()
+                    budget = max(1, longest * size // 2)
+                    continue
+                for i, item in zip(idx, out):
+                    results[i] = item
+                pos += size
+                bar.update(size)
+        return results
