@@ -1,0 +1,303 @@
+"""The ``bge-integrations`` command: list models, embed files, build and query indexes, demo.
+
+Every expected failure (bad path, unknown model, malformed input line, bad option value) is
+reported as one ``bge-integrations: error: ...`` line on stderr with exit status 1; usage
+errors exit with status 2 (argparse's convention).
+
+Example:
+    $ bge-integrations models
+    $ bge-integrations embed notes.txt -o notes.npy --side document
+    $ bge-integrations index build docs.jsonl --out my-index --model BAAI/bge-m3
+    $ bge-integrations index query my-index "what is hybrid search?" -k 3
+    $ bge-integrations demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .core.embedder import DEFAULT_MODEL
+from .core.hardware import DTYPES
+from .core.registry import Pooling
+from .core.resolve import ModelNotFoundError
+from .textio import InputError
+
+__all__ = ["main", "build_parser"]
+
+PROG = "bge-integrations"
+
+
+def _note(message: str) -> None:
+    print(f"{PROG}: note: {message}", file=sys.stderr)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(text).split()) or type(exc).__name__
+
+
+def _quiet_transformers() -> None:
+    """Loading-progress bars and warnings of transformers would drown the CLI's output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+# -- shared option groups -------------------------------------------------------------------
+def _add_model_options(parser: argparse.ArgumentParser, *, with_model: bool = True) -> None:
+    group = parser.add_argument_group("model")
+    if with_model:
+        group.add_argument("--model", default=DEFAULT_MODEL,
+                           help=f"hub id or local directory (default: {DEFAULT_MODEL})")
+        group.add_argument("--tiny", action="store_true",
+                           help="use a tiny random model of the same family (offline smoke "
+                                "runs: right shapes, meaningless scores)")
+        group.add_argument("--pooling", choices=[p.value for p in Pooling],
+                           help="pooling for a model that is not in the registry")
+        group.add_argument("--trust-remote-code", action="store_true",
+                           help="allow the checkpoint's own modelling code")
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    group.add_argument("--dtype", default="auto", choices=DTYPES, help="compute dtype")
+    group.add_argument("--batch-size", type=_positive_int, help="most texts per forward pass")
+    group.add_argument("--progress", action="store_true", help="show a progress bar")
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="a .txt (one text per line), .jsonl, .csv or .tsv file; "
+                                      "- reads standard input")
+    parser.add_argument("--input-format", choices=["text", "jsonl", "csv", "tsv"],
+                        help="override the format implied by the file suffix")
+    parser.add_argument("--text-field", default="text",
+                        help="JSONL key / CSV column holding the text (default: text)")
+    parser.add_argument("--id-field", default="id",
+                        help="JSONL key / CSV column holding the id (default: id)")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        msg = f"expected a positive integer, got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return number
+
+
+def _weights(value: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in value.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        msg = f"expected three comma-separated numbers (dense,sparse,colbert), got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return parts  # type: ignore[return-value]
+
+
+def _filter_item(value: str) -> tuple[str, Any]:
+    key, sep, raw = value.partition("=")
+    if not sep or not key:
+        msg = f"expected KEY=VALUE, got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+# -- model loading ----------------------------------------------------------------------------
+def _model_name(args: argparse.Namespace) -> str:
+    """The model to load: a cached tiny model for ``--tiny``, else ``--model``.
+
+    Before a hub id is resolved the hub is probed once; when it is unreachable the process
+    goes offline (so resolution fails in a second instead of after the hub's retries).
+    """
+    from .offline import go_offline_if_unreachable, tiny_kind_for, tiny_model
+
+    if args.tiny:
+        kind = tiny_kind_for(args.model)
+        path = tiny_model(kind)
+        _note(f"--tiny: using a tiny random {kind} model ({path}); scores are not meaningful.")
+        return path
+    if not os.path.exists(os.path.expanduser(args.model)) and go_offline_if_unreachable():
+        _note("the Hugging Face hub cannot be reached; using local copies only.")
+    return args.model
+
+
+def _core_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"device": args.device, "dtype": args.dtype,
+                               "show_progress": args.progress}
+    if args.batch_size is not None:
+        options["batch_size"] = args.batch_size
+    return options
+
+
+def _dense_embedder(args: argparse.Namespace, name: str) -> Any:
+    from .core.embedder import BGEEmbedder
+
+    return BGEEmbedder(name, pooling=args.pooling, trust_remote_code=args.trust_remote_code,
+                       **_core_options(args))
+
+
+# -- commands -----------------------------------------------------------------------------------
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .model_table import models_markdown, models_table
+
+    sys.stdout.write(models_markdown() if args.markdown else models_table())
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from .textio import check_output_path, read_records, write_embeddings
+
+    check_output_path(args.output)
+    records = read_records(args.input, fmt=args.input_format, text_field=args.text_field,
+                           id_field=args.id_field)
+    embedder = _dense_embedder(args, _model_name(args))
+    texts = [r.text for r in records]
+    vectors = (embedder.encode_queries(texts) if args.side == "query"
+               else embedder.encode_documents(texts))
+    write_embeddings(args.output, records, vectors)
+    if args.output != "-":
+        _note(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {args.output}.")
+    return 0
+
+
+def _cmd_index_build(args: argparse.Namespace) -> int:
+    from .indexes import new_index
+    from .textio import read_records
+
+    records = read_records(args.input, fmt=args.input_format, text_field=args.text_field,
+                           id_field=args.id_field)
+    ids = [r.id for r in records]
+    index = new_index(_model_name(args), pooling=args.pooling,
+                      trust_remote_code=args.trust_remote_code, **_core_options(args))
+    index.add([r.text for r in records], metadatas=[r.metadata for r in records],
+              ids=ids if all(i is not None for i in ids) else None)
+    index.save(args.out)
+    _note(f"indexed {len(index)} documents ({type(index).__name__}) into {args.out}.")
+    return 0
+
+
+def _cmd_index_query(args: argparse.Namespace) -> int:
+    from .demo import print_hits
+    from .indexes import open_index, search
+
+    index = open_index(args.index, **_core_options(args))
+    options = {"mode": args.mode, "weights": args.weights, "fusion": args.fusion}
+    hits = search(index, args.query, k=args.k, filter=dict(args.filter) or None,
+                  **{k: v for k, v in options.items() if v is not None})
+    if args.json:
+        for rank, hit in enumerate(hits, 1):
+            print(json.dumps({"rank": rank, "id": hit.id, "score": hit.score,
+                              "scores": hit.scores, "text": hit.text,
+                              "metadata": hit.metadata}, ensure_ascii=False))
+    else:
+        print_hits(hits)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DEMO_QUERIES, run_demo
+
+    run_demo(args.model, tiny=args.tiny, k=args.k, queries=args.query or DEMO_QUERIES,
+             **_core_options(args))
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="BGE embedding models: embed files, build and query indexes.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models = sub.add_parser("models", help="list the registered models",
+                            description="List every registered model with its family, "
+                                        "pooling, dimension and query instruction.")
+    models.add_argument("--markdown", action="store_true",
+                        help="print the docs/models.md page instead of a table")
+    models.set_defaults(handler=_cmd_models)
+
+    embed = sub.add_parser("embed", help="embed the texts of a file",
+                           description="Embed every text of a file into a .npy matrix or "
+                                       "JSONL rows {id, embedding}.")
+    _add_input_options(embed)
+    embed.add_argument("-o", "--output", required=True,
+                       help="output .npy or .jsonl file; - writes JSONL to standard output")
+    embed.add_argument("--side", choices=["query", "document"], default="document",
+                       help="query: apply the model's query instruction; document: none "
+                            "(default)")
+    _add_model_options(embed)
+    embed.set_defaults(handler=_cmd_embed)
+
+    index = sub.add_parser("index", help="build or query a saved index")
+    index_sub = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
+    build = index_sub.add_parser(
+        "build", help="embed a file into an index directory",
+        description="Build a HybridIndex (BGE-M3 models: dense + sparse + ColBERT) or a dense "
+                    "index (every other model) from a file and save it. Non-text JSONL keys "
+                    "and CSV columns become metadata for filters.")
+    _add_input_options(build)
+    build.add_argument("--out", required=True, help="index directory to write")
+    _add_model_options(build)
+    build.set_defaults(handler=_cmd_index_build)
+
+    query = index_sub.add_parser("query", help="search a saved index",
+                                 description="Search an index built by `index build`.")
+    query.add_argument("index", help="index directory")
+    query.add_argument("query", help="the search text")
+    query.add_argument("-k", type=_positive_int, default=5, help="number of hits (default 5)")
+    query.add_argument("--filter", type=_filter_item, action="append", default=[],
+                       metavar="KEY=VALUE",
+                       help="metadata equality filter, repeatable (VALUE is JSON if it parses, "
+                            "else a string)")
+    query.add_argument("--mode", choices=["hybrid", "dense", "sparse", "colbert"],
+                       help="hybrid index only: which scores rank (default hybrid)")
+    query.add_argument("--weights", type=_weights, metavar="D,S,C",
+                       help="hybrid index only: dense,sparse,colbert weights (default "
+                            "0.4,0.2,0.4)")
+    query.add_argument("--fusion", choices=["weighted", "rrf"],
+                       help="hybrid index only: weighted sum or reciprocal rank fusion")
+    query.add_argument("--json", action="store_true", help="print one JSON object per hit")
+    _add_model_options(query, with_model=False)
+    query.set_defaults(handler=_cmd_index_query)
+
+    demo = sub.add_parser(
+        "demo", help="index a bundled corpus and answer a few queries",
+        description="Index the bundled corpus (40 paragraphs about embeddings and retrieval), "
+                    "answer a few queries and print the top hits with their scores. Works "
+                    f"offline: without the hub, {DEFAULT_MODEL} is replaced by the packaged "
+                    "all-MiniLM-L6-v2, and the replacement is announced.")
+    demo.add_argument("--query", action="append", help="your own query (repeatable)")
+    demo.add_argument("-k", type=_positive_int, default=3, help="hits per query (default 3)")
+    _add_model_options(demo)
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    _quiet_transformers()
+    try:
+        return args.handler(args)
+    except (InputError, ModelNotFoundError, OSError, ValueError, KeyError, TypeError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            return 1
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

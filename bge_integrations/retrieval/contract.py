@@ -1,0 +1,179 @@
+"""What both index backends share: result types and the validation of every input.
+
+Everything a call could get wrong is checked here, before an index changes, so a rejected
+``add`` leaves the index as it was and both backends reject the same inputs the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.inputs import validate_texts
+from ..core.scores import DEFAULT_WEIGHTS, check_weights
+from .filters import FilterNode, parse_filter
+from .fusion import Fusion, RetrievalMode, coerce_fusion, coerce_mode
+
+__all__ = ["Hit", "Record", "DocBatch", "SearchRequest", "validate_ids", "MAX_ID_LENGTH"]
+
+#: longest accepted document id, in characters
+MAX_ID_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class Record:
+    """A stored document.
+
+    Attributes:
+        id: the document id.
+        text: the document text.
+        metadata: its JSON metadata.
+    """
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result.
+
+    Attributes:
+        id: the document id.
+        text: the document text.
+        metadata: its JSON metadata.
+        score: the score that ranked it (the fused score in ``hybrid`` mode).
+        scores: the per-mode scores behind ``score``: ``dense``, ``sparse``, ``colbert``.
+    """
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+    score: float
+    scores: dict[str, float]
+
+
+def validate_ids(ids: object, name: str = "ids") -> list[str]:
+    """``ids`` as a list of valid, distinct id strings, or a ``ValueError`` naming the bad one.
+
+    Example:
+        >>> validate_ids(["a", "b"])
+        ['a', 'b']
+    """
+    if isinstance(ids, str) or not isinstance(ids, Sequence):
+        msg = f"{name} must be a list of strings, got {type(ids).__name__}; wrap one id in a list."
+        raise ValueError(msg)
+    seen: set[str] = set()
+    for i, value in enumerate(ids):
+        if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH or (
+                not value.isprintable()):
+            msg = (f"{name}[{i}] = {value!r:.80} is not a valid id: use a non-empty string of at "
+                   f"most {MAX_ID_LENGTH} printable characters.")
+            raise ValueError(msg)
+        if value in seen:
+            msg = f"{name}[{i}] = {value!r:.80} appears twice; ids in one call must be distinct."
+            raise ValueError(msg)
+        seen.add(value)
+    return list(ids)
+
+
+def _metadata(value: object, i: int) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        msg = f"metadatas[{i}] must be a dict with str keys (or None), got {value!r:.80}."
+        raise ValueError(msg)
+    try:
+        # the round trip stores plain JSON, detached from the caller's objects
+        return json.loads(json.dumps(dict(value), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        msg = (f"metadatas[{i}] is not JSON-serialisable ({exc}); use str, int, float, bool, "
+               "None, lists and dicts of those.")
+        raise ValueError(msg) from None
+
+
+@dataclass(frozen=True)
+class DocBatch:
+    """Validated arguments of ``add``: texts, one metadata dict and one id per text."""
+
+    texts: list[str]
+    metadatas: list[dict[str, Any]]
+    ids: list[str]
+
+    @classmethod
+    def build(cls, texts: object, metadatas: object = None, ids: object = None) -> DocBatch:
+        """Check ``add``'s arguments; ids default to fresh ``uuid4().hex`` strings."""
+        text_list = validate_texts(texts, name="texts")
+        n = len(text_list)
+        for name, value in (("metadatas", metadatas), ("ids", ids)):
+            if value is not None and (isinstance(value, str | Mapping)
+                                      or not isinstance(value, Sequence) or len(value) != n):
+                got = len(value) if isinstance(value, Sequence) else type(value).__name__
+                msg = f"{name} must be a list with one entry per text ({n}), got {got}."
+                raise ValueError(msg)
+        meta = [_metadata(m, i) for i, m in enumerate(metadatas or [None] * n)]
+        id_list = [uuid.uuid4().hex for _ in range(n)] if ids is None else validate_ids(ids)
+        return cls(text_list, meta, id_list)
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """Validated arguments of ``search`` / ``search_many``."""
+
+    queries: list[str]
+    k: int
+    filter: FilterNode | None
+    mode: RetrievalMode
+    fusion: Fusion
+    weights: tuple[float, float, float]
+    has_colbert: bool
+
+    @classmethod
+    def build(cls, queries: object, *, k: int = 10, filter: Mapping[str, Any] | None = None,
+              mode: str | RetrievalMode = RetrievalMode.HYBRID,
+              weights: Sequence[float] = DEFAULT_WEIGHTS,
+              fusion: str | Fusion = Fusion.WEIGHTED, has_colbert: bool = True
+              ) -> SearchRequest:
+        """Check the search arguments against what the index stores."""
+        query_list = validate_texts(queries, name="queries")
+        if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+            msg = f"k must be a positive int, got {k!r}."
+            raise ValueError(msg)
+        mode_, fusion_ = coerce_mode(mode), coerce_fusion(fusion)
+        w = check_weights(weights)
+        if not has_colbert and mode_ is RetrievalMode.COLBERT:
+            msg = ("mode='colbert' needs ColBERT vectors, but this index was built with "
+                   "store_colbert=False; use mode='hybrid' (dense + sparse) or rebuild the "
+                   "index with store_colbert=True.")
+            raise ValueError(msg)
+        if not has_colbert and mode_ is RetrievalMode.HYBRID and w[0] + w[1] == 0:
+            msg = (f"weights {weights!r} put all weight on ColBERT, which this index does not "
+                   "store (store_colbert=False); give dense or sparse a positive weight.")
+            raise ValueError(msg)
+        return cls(query_list, k, parse_filter(filter), mode_, fusion_, w, has_colbert)
+
+    @property
+    def needs_dense(self) -> bool:
+        """Dense query vectors are needed (dense search, or candidates for re-scoring)."""
+        return self.mode is not RetrievalMode.SPARSE
+
+    @property
+    def needs_sparse(self) -> bool:
+        """Sparse query vectors are needed."""
+        return self.mode is not RetrievalMode.DENSE
+
+    @property
+    def needs_colbert(self) -> bool:
+        """ColBERT query vectors are needed (re-scoring of the candidates)."""
+        return self.has_colbert and self.mode in (RetrievalMode.COLBERT, RetrievalMode.HYBRID)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The per-mode scores that make up a hit's score (its ``Hit.scores`` keys)."""
+        if self.mode is RetrievalMode.HYBRID:
+            return ("dense", "sparse", "colbert") if self.has_colbert else ("dense", "sparse")
+        return (self.mode.value,)

@@ -1,0 +1,176 @@
+"""Metadata filters: a small Mongo-like language, parsed once and applied before top-k.
+
+Grammar (a filter is a dict; several keys in one dict are AND-ed)::
+
+    {"lang": "en"}                          implicit equality ($eq)
+    {"year": {"$gte": 2020, "$lt": 2024}}   operators on one field, AND-ed
+    {"lang": {"$in": ["en", "de"]}}         $eq $ne $in $gt $gte $lt $lte
+    {"$or": [{"lang": "en"}, {"year": 2024}]}   $and / $or take a non-empty list of filters
+
+Values are str, int, float or bool; ranges take numbers. Equality is type-aware (``True`` does
+not equal ``1``; ``1`` equals ``1.0``). A list-valued metadata field matches when any element
+does (Qdrant's rule). A missing field matches only ``$ne``. Field names are top-level metadata
+keys; they may not start with ``$`` nor contain ``.``, ``[``, ``]`` or ``"`` (those are Qdrant
+key-path syntax).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+
+__all__ = ["Condition", "And", "Or", "FilterNode", "parse_filter", "filter_mask",
+           "COMPARISONS"]
+
+Scalar = Union[str, int, float, bool]
+#: range operator -> comparison
+COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
+_FIELD_OPS = ("$eq", "$ne", "$in", *COMPARISONS)
+_LOGIC_OPS = ("$and", "$or")
+_BAD_FIELD_CHARS = frozenset('.[]"')
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _equal(actual: object, expected: Scalar) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
+    if isinstance(expected, str):
+        return isinstance(actual, str) and actual == expected
+    return _is_number(actual) and actual == expected
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One operator applied to one metadata field."""
+
+    field: str
+    op: str
+    value: Scalar | tuple[Scalar, ...]
+
+    def matches(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether a document's metadata satisfies this condition."""
+        if self.field not in metadata:
+            return self.op == "$ne"
+        raw = metadata[self.field]
+        values = raw if isinstance(raw, list) else [raw]
+        if self.op == "$eq":
+            return any(_equal(v, self.value) for v in values)  # type: ignore[arg-type]
+        if self.op == "$ne":
+            return not any(_equal(v, self.value) for v in values)  # type: ignore[arg-type]
+        if self.op == "$in":
+            return any(_equal(v, x) for v in values for x in self.value)  # type: ignore[union-attr]
+        compare = COMPARISONS[self.op]
+        return any(_is_number(v) and compare(v, self.value) for v in values)
+
+
+@dataclass(frozen=True)
+class And:
+    """All children match."""
+
+    children: tuple[FilterNode, ...]
+
+    def matches(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether every child matches."""
+        return all(c.matches(metadata) for c in self.children)
+
+
+@dataclass(frozen=True)
+class Or:
+    """At least one child matches."""
+
+    children: tuple[FilterNode, ...]
+
+    def matches(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether any child matches."""
+        return any(c.matches(metadata) for c in self.children)
+
+
+FilterNode = Union[Condition, And, Or]
+
+
+def _scalar(value: object, where: str) -> Scalar:
+    if isinstance(value, str | bool) or (_is_number(value) and np.isfinite(value)):
+        return value  # type: ignore[return-value]
+    msg = f"{where}: values must be str, int, float or bool, got {value!r:.60}."
+    raise ValueError(msg)
+
+
+def _field_conditions(field: str, spec: object) -> list[FilterNode]:
+    if not field or field[0] == "$" or _BAD_FIELD_CHARS & set(field):
+        msg = (f"Invalid filter field {field!r}: use a top-level metadata key without "
+               f"'.', '[', ']' or '\"'; the only '$' keys at this level are "
+               f"{', '.join(_LOGIC_OPS)}.")
+        raise ValueError(msg)
+    if not isinstance(spec, Mapping):
+        return [Condition(field, "$eq", _scalar(spec, f"filter on {field!r}"))]
+    if not spec:
+        msg = f"filter on {field!r} is an empty dict; give an operator: {', '.join(_FIELD_OPS)}."
+        raise ValueError(msg)
+    out: list[FilterNode] = []
+    for op, value in spec.items():
+        where = f"filter {field!r} {op}"
+        if op in ("$eq", "$ne"):
+            out.append(Condition(field, op, _scalar(value, where)))
+        elif op == "$in":
+            if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+                msg = f"{where} needs a non-empty list of values, got {value!r:.60}."
+                raise ValueError(msg)
+            out.append(Condition(field, op, tuple(_scalar(v, where) for v in value)))
+        elif op in COMPARISONS:
+            if not (_is_number(value) and np.isfinite(value)):
+                msg = f"{where} needs a finite number, got {value!r:.60}."
+                raise ValueError(msg)
+            out.append(Condition(field, op, value))
+        else:
+            msg = f"Unknown operator {op!r} on field {field!r}; valid: {', '.join(_FIELD_OPS)}."
+            raise ValueError(msg)
+    return out
+
+
+def _parse(spec: object, where: str) -> FilterNode:
+    if not isinstance(spec, Mapping):
+        msg = f"{where} must be a dict such as {{'lang': 'en'}}, got {type(spec).__name__}."
+        raise ValueError(msg)
+    if not spec:
+        msg = f"{where} is an empty dict; pass filter=None to match every document."
+        raise ValueError(msg)
+    parts: list[FilterNode] = []
+    for key, value in spec.items():
+        if not isinstance(key, str):
+            msg = f"{where}: keys must be str, got {key!r}."
+            raise ValueError(msg)
+        if key in _LOGIC_OPS:
+            if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+                msg = f"{where}: {key} needs a non-empty list of filters, got {value!r:.60}."
+                raise ValueError(msg)
+            children = tuple(_parse(v, f"{key}[{i}]") for i, v in enumerate(value))
+            parts.append(And(children) if key == "$and" else Or(children))
+        else:
+            parts.extend(_field_conditions(key, value))
+    return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+
+def parse_filter(spec: Mapping[str, Any] | None) -> FilterNode | None:
+    """Validate a filter dict and return its tree (``None`` for no filter).
+
+    Example:
+        >>> node = parse_filter({"lang": "en", "year": {"$gte": 2020}})
+        >>> node.matches({"lang": "en", "year": 2024}), node.matches({"lang": "de"})
+        (True, False)
+    """
+    return None if spec is None else _parse(spec, "filter")
+
+
+def filter_mask(node: FilterNode | None, metadatas: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Boolean array: which of ``metadatas`` match ``node`` (all when ``node`` is None)."""
+    if node is None:
+        return np.ones(len(metadatas), dtype=bool)
+    return np.fromiter((node.matches(m) for m in metadatas), dtype=bool, count=len(metadatas))

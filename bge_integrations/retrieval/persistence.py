@@ -1,0 +1,244 @@
+"""Index directories on disk: atomic, checksummed and versioned saves; no pickle anywhere.
+
+Layout::
+
+    <dir>/manifest.json     format, format_version, model fingerprint, config, and the size
+                            and sha256 of every data file of the current generation
+    <dir>/<generation>/     the data files (.npy arrays, .json documents) of one save
+
+A save writes a new generation into ``<dir>/.tmp-<generation>``, fsyncs it, renames it to
+``<dir>/<generation>``, then replaces ``manifest.json`` with ``os.replace`` (atomic on POSIX
+and Windows); only after that is the previous generation removed. A crash at any point
+leaves ``manifest.json`` naming a complete generation, so the previous index stays readable.
+Loading checks the format and version, every file's size and sha256, and that the model is
+the one that built the index (name, dimensions, heads, and a probe text's embeddings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["IndexFileError", "ModelMismatchError", "save_directory", "open_directory",
+           "load_array", "model_fingerprint", "check_model", "FORMAT", "FORMAT_VERSION",
+           "MANIFEST"]
+
+FORMAT = "bge-integrations/hybrid-index"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+PROBE_TEXT = "BGE-M3 fingerprint: dense, sparse and multi-vector retrieval in 100+ languages."
+#: cosine similarity a probe embedding must reach to count as "the same model"
+PROBE_MIN_COSINE = 0.99
+_GENERATION = re.compile(r"[0-9a-f]{32}")
+_FILE_NAME = re.compile(r"[a-z][a-z0-9_]*\.(npy|json)")
+_CHUNK = 1 << 20
+
+
+class IndexFileError(ValueError):
+    """A saved index is missing, corrupted, truncated, or in an unknown format."""
+
+
+class ModelMismatchError(ValueError):
+    """The embedder given to ``load`` is not the model that built the index."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    if path.is_dir() and os.name != "posix":
+        return  # directories cannot be opened for fsync on Windows
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_directory(directory: str | os.PathLike, write_files: Callable[[Path], dict[str, Any]]
+                   ) -> None:
+    """Atomically save one index generation.
+
+    Args:
+        directory: the index directory (created if missing). An existing directory must be
+            empty or hold a saved index.
+        write_files: writes the data files into the folder it is given and returns the
+            manifest fields that describe them (model, config, counts).
+    """
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest_path = root / MANIFEST
+    previous = _read_manifest(manifest_path).get("generation") if manifest_path.exists() else None
+    if previous is None and any(not p.name.startswith(".tmp-") for p in root.iterdir()):
+        msg = (f"{str(root)!r} is not empty and holds no saved index; save into a new or "
+               "empty directory (nothing there was changed).")
+        raise ValueError(msg)
+    generation = uuid.uuid4().hex
+    tmp, final = root / f".tmp-{generation}", root / generation
+    tmp.mkdir()
+    try:
+        fields = write_files(tmp)
+        files = {}
+        for path in sorted(tmp.iterdir()):
+            _fsync(path)
+            files[path.name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        _fsync(tmp)
+        os.replace(tmp, final)
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                    "generation": generation, **fields, "files": files}
+        staged = root / f".tmp-{generation}.json"
+        staged.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        _fsync(staged)
+        os.replace(staged, manifest_path)
+        _fsync(root)
+    except BaseException:
+        for leftover in (tmp, final):
+            shutil.rmtree(leftover, ignore_errors=True)
+        (root / f".tmp-{generation}.json").unlink(missing_ok=True)
+        raise
+    if isinstance(previous, str) and _GENERATION.fullmatch(previous):
+        shutil.rmtree(root / previous, ignore_errors=True)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"{str(path)!r} cannot be read as JSON ({exc}); the saved index is corrupted."
+        raise IndexFileError(msg) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        msg = f"{str(path)!r} is not a bge-integrations index manifest (format {FORMAT!r})."
+        raise IndexFileError(msg)
+    return manifest
+
+
+def open_directory(directory: str | os.PathLike, *, verify: bool = True
+                   ) -> tuple[dict[str, Any], Path]:
+    """Read and check a saved index's manifest; return it and its generation folder.
+
+    Args:
+        directory: the index directory.
+        verify: check every file's sha256 (sizes are always checked).
+
+    Raises:
+        IndexFileError: missing manifest, unknown format or version, missing, truncated or
+            altered data file.
+    """
+    root = Path(directory)
+    manifest_path = root / MANIFEST
+    if not manifest_path.is_file():
+        msg = (f"{str(root)!r} holds no saved index (no {MANIFEST}); create one with "
+               "index.save(directory).")
+        raise IndexFileError(msg)
+    manifest = _read_manifest(manifest_path)
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        msg = (f"{str(root)!r} uses index format version {version!r}; this bge-integrations "
+               f"reads version {FORMAT_VERSION}. Upgrade bge-integrations or rebuild the index.")
+        raise IndexFileError(msg)
+    generation, files = manifest.get("generation"), manifest.get("files")
+    if not (isinstance(generation, str) and _GENERATION.fullmatch(generation)
+            and isinstance(files, dict)):
+        msg = f"{str(manifest_path)!r} is corrupted: bad 'generation' or 'files' entry."
+        raise IndexFileError(msg)
+    folder = root / generation
+    for name, entry in files.items():
+        if not (_FILE_NAME.fullmatch(name) and isinstance(entry, dict)
+                and isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)):
+            msg = f"{str(manifest_path)!r} is corrupted: bad file entry {name!r}."
+            raise IndexFileError(msg)
+        path = folder / name
+        if not path.is_file():
+            msg = f"{str(path)!r} is missing; the saved index is incomplete."
+            raise IndexFileError(msg)
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            msg = (f"{str(path)!r} has {size} bytes, the manifest records {entry['bytes']}; "
+                   "the file is truncated or was replaced.")
+            raise IndexFileError(msg)
+        if verify and _sha256(path) != entry["sha256"]:
+            msg = (f"{str(path)!r} fails its sha256 check; the file is corrupted. Restore it "
+                   "from a backup or rebuild the index.")
+            raise IndexFileError(msg)
+    return manifest, folder
+
+
+def load_array(path: Path, *, dtype: str, ndim: int, mmap: bool = False) -> np.ndarray:
+    """Load one ``.npy`` file (never pickle) and check its dtype and rank."""
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        msg = f"{str(path)!r} is not a readable .npy array ({exc})."
+        raise IndexFileError(msg) from None
+    if array.dtype != np.dtype(dtype) or array.ndim != ndim:
+        msg = (f"{str(path)!r} holds a {array.dtype} array of rank {array.ndim}, expected "
+               f"{dtype} of rank {ndim}.")
+        raise IndexFileError(msg)
+    return array
+
+
+def _probe(m3: Any, colbert: bool) -> dict[str, Any]:
+    out = m3.encode_documents([PROBE_TEXT], dense=True, sparse=True, colbert=colbert)
+    probe = {"dense": out.dense[0].tolist(),
+             "sparse": {str(k): float(v) for k, v in sorted(out.sparse[0].items())}}
+    if colbert:
+        probe["colbert"] = out.colbert[0].mean(axis=0).tolist()
+    return probe
+
+
+def model_fingerprint(m3: Any, colbert: bool) -> dict[str, Any]:
+    """What identifies the model behind an index: name, sizes, heads, probe embeddings."""
+    return {"name": m3.spec.name, "dim": int(m3.dim), "vocab_size": int(m3.vocab_size),
+            "heads": ["dense", "sparse", *(["colbert"] if colbert else [])],
+            "probe": _probe(m3, colbert)}
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / norm if norm else float(np.array_equal(a, b))
+
+
+def check_model(saved: dict[str, Any], m3: Any) -> None:
+    """Raise :class:`ModelMismatchError` unless ``m3`` is the model that built the index."""
+    name = saved.get("name")
+    fix = f"load it with BGEM3Embedder({name!r}) or rebuild the index with this model."
+    for key, mine in (("name", m3.spec.name), ("dim", m3.dim), ("vocab_size", m3.vocab_size)):
+        if saved.get(key) != mine:
+            msg = f"The index was built with {key}={saved.get(key)!r}, this model has {mine!r}; {fix}"
+            raise ModelMismatchError(msg)
+    colbert = "colbert" in saved.get("heads", [])
+    try:
+        probe = _probe(m3, colbert)
+    except FileNotFoundError as exc:
+        msg = f"The index needs the model's {saved.get('heads')} outputs: {exc}"
+        raise ModelMismatchError(msg) from None
+    stored = saved.get("probe", {})
+    tokens = sorted(set(probe["sparse"]) | set(stored.get("sparse", {})))
+    pairs = {
+        "dense": (probe["dense"], stored.get("dense")),
+        "sparse": ([probe["sparse"].get(t, 0.0) for t in tokens],
+                   [stored.get("sparse", {}).get(t, 0.0) for t in tokens]),
+    }
+    if colbert:
+        pairs["colbert"] = (probe["colbert"], stored.get("colbert"))
+    for head, (mine, theirs) in pairs.items():
+        mine_arr = np.asarray(mine, dtype=np.float64)
+        theirs_arr = np.asarray(theirs if theirs is not None else [], dtype=np.float64)
+        if mine_arr.shape != theirs_arr.shape or _cosine(mine_arr, theirs_arr) < PROBE_MIN_COSINE:
+            msg = (f"The {head} output of this model differs from the model that built the "
+                   f"index (same name {name!r}, different weights); {fix}")
+            raise ModelMismatchError(msg)

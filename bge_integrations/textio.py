@@ -1,0 +1,225 @@
+"""Reading texts from plain-text, JSONL and CSV files and writing embeddings to .npy or JSONL.
+
+Every problem in an input file is an :class:`InputError` whose message names the file and line.
+
+Example:
+    >>> from bge_integrations.textio import read_records
+    >>> records = read_records("corpus.jsonl")  # doctest: +SKIP
+    >>> records[0].id, records[0].text[:20], records[0].metadata  # doctest: +SKIP
+    ('doc-1', 'BGE is an embedding', {'topic': 'bge'})
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+__all__ = ["Record", "InputError", "INPUT_FORMATS", "OUTPUT_FORMATS", "read_records",
+           "check_output_path", "write_embeddings"]
+
+#: file suffix -> input format
+INPUT_FORMATS = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".ndjson": "jsonl",
+                 ".csv": "csv", ".tsv": "tsv"}
+#: file suffix -> output format (``-`` writes JSONL to standard output)
+OUTPUT_FORMATS = {".npy": "npy", ".jsonl": "jsonl"}
+
+
+class InputError(ValueError):
+    """An input file is missing, unreadable or has a malformed line."""
+
+
+@dataclass
+class Record:
+    """One text read from an input file, with its id and the other fields as metadata."""
+
+    text: str
+    id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def input_format(path: str, given: str | None) -> str:
+    """``given``, or the format implied by the file suffix (``-`` means plain text)."""
+    if given is not None:
+        return given
+    if path == "-":
+        return "text"
+    fmt = INPUT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        valid = ", ".join(INPUT_FORMATS)
+        msg = (f"{path}: cannot tell the input format from the suffix; use one of {valid} "
+               "or pass --input-format.")
+        raise InputError(msg)
+    return fmt
+
+
+def read_records(path: str, *, fmt: str | None = None, text_field: str = "text",
+                 id_field: str = "id") -> list[Record]:
+    """Read every text of ``path`` (``-``: standard input).
+
+    Formats: ``text`` (one text per non-blank line), ``jsonl`` (one JSON object per line with
+    ``text_field``, optional ``id_field``, other keys become metadata; a bare JSON string is a
+    text), ``csv``/``tsv`` (a header row naming ``text_field``; other columns become metadata).
+
+    Raises:
+        InputError: the file is missing or not UTF-8, a line is malformed, ids repeat, or
+            there is no text at all.
+    """
+    fmt = input_format(path, fmt)
+    readers = {"text": _read_text, "jsonl": _read_jsonl, "csv": _read_csv, "tsv": _read_csv}
+    if fmt not in readers:
+        msg = f"unknown input format {fmt!r}; valid: {', '.join(readers)}."
+        raise InputError(msg)
+    with _open(path) as stream:
+        try:
+            records = list(readers[fmt](stream, path, text_field, id_field, fmt))
+        except UnicodeDecodeError as exc:
+            msg = f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})."
+            raise InputError(msg) from None
+    if not records:
+        msg = f"{path}: no texts found."
+        raise InputError(msg)
+    _check_unique_ids(records, path)
+    return records
+
+
+def _open(path: str) -> TextIO:
+    if path == "-":
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
+    file = Path(path).expanduser()
+    if not file.exists():
+        msg = f"{path}: no such file."
+        raise InputError(msg)
+    if not file.is_file():
+        msg = f"{path}: not a file."
+        raise InputError(msg)
+    return file.open(encoding="utf-8", newline="")
+
+
+def _read_text(stream: TextIO, path: str, *_: str) -> Iterator[Record]:
+    for line in stream:
+        text = line.rstrip("\r\n")
+        if text.strip():
+            yield Record(text)
+
+
+def _read_jsonl(stream: TextIO, path: str, text_field: str, id_field: str, _fmt: str
+                ) -> Iterator[Record]:
+    for lineno, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            msg = f"{where}: invalid JSON ({exc.msg} at column {exc.colno})."
+            raise InputError(msg) from None
+        if isinstance(item, str):
+            yield Record(_text(item, where))
+            continue
+        if not isinstance(item, dict):
+            msg = (f"{where}: expected a JSON object with a {text_field!r} field or a JSON "
+                   f"string, got {type(item).__name__}.")
+            raise InputError(msg)
+        yield _record(dict(item), where, text_field, id_field)
+
+
+def _read_csv(stream: TextIO, path: str, text_field: str, id_field: str, fmt: str
+              ) -> Iterator[Record]:
+    reader = csv.reader(stream, delimiter="\t" if fmt == "tsv" else ",")
+    header = next(reader, None)
+    if header is None:
+        return
+    if text_field not in header:
+        msg = (f"{path}:1: no {text_field!r} column in the header (columns: "
+               f"{', '.join(header) or 'none'}); pass --text-field.")
+        raise InputError(msg)
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            msg = f"{where}: {len(row)} fields, but the header has {len(header)}."
+            raise InputError(msg)
+        yield _record(dict(zip(header, row)), where, text_field, id_field)
+
+
+def _record(item: dict[str, Any], where: str, text_field: str, id_field: str) -> Record:
+    if text_field not in item:
+        keys = ", ".join(map(str, item)) or "none"
+        msg = f"{where}: no {text_field!r} field (fields: {keys}); pass --text-field."
+        raise InputError(msg)
+    text = _text(item.pop(text_field), where)
+    raw_id = item.pop(id_field, None)
+    if raw_id is not None and not isinstance(raw_id, str | int):
+        msg = f"{where}: {id_field!r} must be a string or an integer, got {type(raw_id).__name__}."
+        raise InputError(msg)
+    return Record(text, None if raw_id in (None, "") else str(raw_id), item)
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        msg = f"{where}: the text must be a string, got {type(value).__name__}."
+        raise InputError(msg)
+    if not value.strip():
+        msg = f"{where}: empty text."
+        raise InputError(msg)
+    return value
+
+
+def _check_unique_ids(records: Sequence[Record], path: str) -> None:
+    seen: set[str] = set()
+    for record in records:
+        if record.id is None:
+            continue
+        if record.id in seen:
+            msg = f"{path}: id {record.id!r} appears more than once."
+            raise InputError(msg)
+        seen.add(record.id)
+
+
+def check_output_path(path: str) -> str:
+    """The output format of ``path`` (``-``: JSONL on standard output), checked before any work.
+
+    Raises:
+        InputError: unknown suffix or a parent directory that does not exist.
+    """
+    if path == "-":
+        return "jsonl"
+    out = Path(path).expanduser()
+    fmt = OUTPUT_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        msg = f"{path}: unknown output suffix; use .npy or .jsonl (or - for JSONL on stdout)."
+        raise InputError(msg)
+    if not out.parent.is_dir():
+        msg = f"{path}: directory {str(out.parent)!r} does not exist."
+        raise InputError(msg)
+    return fmt
+
+
+def write_embeddings(path: str, records: Sequence[Record], vectors: np.ndarray) -> None:
+    """Write ``vectors`` as a float32 ``.npy`` matrix or as JSONL rows ``{"id", "embedding"}``.
+
+    Rows without an id get their 0-based position as id.
+    """
+    fmt = check_output_path(path)
+    if fmt == "npy":
+        np.save(Path(path).expanduser(), np.asarray(vectors, dtype=np.float32))
+        return
+    rows = (json.dumps({"id": r.id if r.id is not None else i, "embedding": v.tolist()})
+            for i, (r, v) in enumerate(zip(records, vectors)))
+    if path == "-":
+        for row in rows:
+            sys.stdout.write(row + "\n")
+        sys.stdout.flush()
+        return
+    with Path(path).expanduser().open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(row + "\n")
