@@ -18,6 +18,7 @@ from .core import (
     list_models,
     register_model,
 )
+from .retrieval import Hit, HybridIndex
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,8 @@ __all__ = [
     "BGEEmbedder",
     "BGEM3Embedder",
     "M3Output",
+    "HybridIndex",
+    "Hit",
     "ModelSpec",
     "Family",
     "Pooling",

@@ -101,15 +101,29 @@ def _weights(value: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def _filter_item(value: str) -> tuple[str, Any]:
+def _filter_item(value: str) -> dict[str, Any]:
+    if value.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            msg = f"invalid JSON filter {value!r} ({exc.msg})"
+            raise argparse.ArgumentTypeError(msg) from None
+        if isinstance(parsed, dict):
+            return parsed
     key, sep, raw = value.partition("=")
     if not sep or not key:
-        msg = f"expected KEY=VALUE, got {value!r}"
+        msg = f"expected KEY=VALUE or a JSON object, got {value!r}"
         raise argparse.ArgumentTypeError(msg)
     try:
-        return key, json.loads(raw)
+        return {key: json.loads(raw)}
     except json.JSONDecodeError:
-        return key, raw
+        return {key: raw}
+
+
+def _combine_filters(filters: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    if not filters:
+        return None
+    return filters[0] if len(filters) == 1 else {"$and": list(filters)}
 
 
 # -- model loading ----------------------------------------------------------------------------
@@ -171,7 +185,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _cmd_index_build(args: argparse.Namespace) -> int:
-    from .indexes import new_index
+    from .indexes import new_index, save_index
     from .textio import read_records
 
     records = read_records(args.input, fmt=args.input_format, text_field=args.text_field,
@@ -181,19 +195,29 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
                       trust_remote_code=args.trust_remote_code, **_core_options(args))
     index.add([r.text for r in records], metadatas=[r.metadata for r in records],
               ids=ids if all(i is not None for i in ids) else None)
-    index.save(args.out)
+    save_index(index, args.out)
     _note(f"indexed {len(index)} documents ({type(index).__name__}) into {args.out}.")
     return 0
 
 
 def _cmd_index_query(args: argparse.Namespace) -> int:
     from .demo import print_hits
-    from .indexes import open_index, search
+    from .indexes import open_index
+    from .retrieval import HybridIndex
 
-    index = open_index(args.index, **_core_options(args))
-    options = {"mode": args.mode, "weights": args.weights, "fusion": args.fusion}
-    hits = search(index, args.query, k=args.k, filter=dict(args.filter) or None,
-                  **{k: v for k, v in options.items() if v is not None})
+    hybrid_only = {"--mode": args.mode, "--weights": args.weights, "--fusion": args.fusion}
+    index = open_index(args.index, model=args.model, **_core_options(args))
+    search_options = {"k": args.k, "filter": _combine_filters(args.filter)}
+    if isinstance(index, HybridIndex):
+        search_options.update(
+            {flag[2:]: value for flag, value in hybrid_only.items() if value is not None})
+    else:
+        given = [flag for flag, value in hybrid_only.items() if value not in (None, "dense")]
+        if given:
+            msg = (f"{args.index!r} is a dense index (built with a non-M3 model): it has no "
+                   f"sparse or ColBERT scores, so drop {', '.join(given)}.")
+            raise ValueError(msg)
+    hits = index.search(args.query, **search_options)
     if args.json:
         for rank, hit in enumerate(hits, 1):
             print(json.dumps({"rank": rank, "id": hit.id, "score": hit.score,
@@ -208,7 +232,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DEMO_QUERIES, run_demo
 
     run_demo(args.model, tiny=args.tiny, k=args.k, queries=args.query or DEMO_QUERIES,
-             **_core_options(args))
+             note=_note, **_core_options(args))
     return 0
 
 
@@ -257,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("-k", type=_positive_int, default=5, help="number of hits (default 5)")
     query.add_argument("--filter", type=_filter_item, action="append", default=[],
                        metavar="KEY=VALUE",
-                       help="metadata equality filter, repeatable (VALUE is JSON if it parses, "
-                            "else a string)")
+                       help="metadata filter, repeatable and AND-ed: KEY=VALUE (VALUE is JSON "
+                            "if it parses, else a string) or a JSON filter object such as "
+                            "'{\"year\": {\"$gte\": 2020}}'")
     query.add_argument("--mode", choices=["hybrid", "dense", "sparse", "colbert"],
                        help="hybrid index only: which scores rank (default hybrid)")
     query.add_argument("--weights", type=_weights, metavar="D,S,C",
@@ -267,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--fusion", choices=["weighted", "rrf"],
                        help="hybrid index only: weighted sum or reciprocal rank fusion")
     query.add_argument("--json", action="store_true", help="print one JSON object per hit")
+    query.add_argument("--model", help="load the model from here instead of where the index "
+                                       "says (it must be the same model)")
     _add_model_options(query, with_model=False)
     query.set_defaults(handler=_cmd_index_query)
 
@@ -289,9 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_transformers()
     try:
         return args.handler(args)
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (InputError, ModelNotFoundError, OSError, ValueError, KeyError, TypeError) as exc:
-        if isinstance(exc, BrokenPipeError):
-            return 1
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

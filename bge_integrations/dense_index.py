@@ -48,7 +48,7 @@ class DenseIndex:
         if not isinstance(embedder, BGEEmbedder):
             msg = f"DenseIndex needs a BGEEmbedder, got {type(embedder).__name__}."
             raise TypeError(msg)
-        self.embedder = embedder
+        self._embedder = embedder
         self._ids: list[str] = []
         self._texts: list[str] = []
         self._metadatas: list[dict[str, Any]] = []
@@ -57,42 +57,41 @@ class DenseIndex:
     def __len__(self) -> int:
         return len(self._ids)
 
+    @property
+    def embedder(self) -> BGEEmbedder:
+        """The embedder that encodes documents and queries."""
+        return self._embedder
+
     def add(self, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any]] | None = None,
             ids: Sequence[str] | None = None) -> list[str]:
-        """Embed and store ``texts``; returns their ids (random hex ids when not given).
+        """Embed and store ``texts``, replacing documents whose id exists (upsert).
+
+        Returns:
+            The ids, in input order (random hex ids when not given).
 
         Raises:
-            ValueError: lengths differ, an id is invalid, repeats or exists, or metadata is
-                not JSON. Nothing is added then.
+            ValueError: lengths differ, an id is invalid or repeats, or metadata is not JSON.
+                Nothing changes then.
         """
         batch = DocBatch.build(texts, metadatas, ids)
-        taken = sorted(set(batch.ids) & set(self._ids))
-        if taken:
-            msg = f"ids already in the index: {taken[:5]}; delete them first."
-            raise ValueError(msg)
-        vectors = self.embedder.encode_documents(batch.texts)
+        vectors = self._embedder.encode_documents(batch.texts)
+        self.delete(batch.ids)
         self._ids += batch.ids
         self._texts += batch.texts
         self._metadatas += batch.metadatas
         self._vectors = np.concatenate([self._vectors, vectors])
         return list(batch.ids)
 
-    def delete(self, ids: Sequence[str]) -> None:
-        """Remove documents by id.
-
-        Raises:
-            KeyError: an id is not in the index (nothing is removed then).
-        """
-        drop = set(validate_ids(ids))
-        missing = drop - set(self._ids)
-        if missing:
-            msg = f"unknown ids: {sorted(missing)[:5]}."
-            raise KeyError(msg)
-        keep = [i for i, doc_id in enumerate(self._ids) if doc_id not in drop]
-        self._ids = [self._ids[i] for i in keep]
-        self._texts = [self._texts[i] for i in keep]
-        self._metadatas = [self._metadatas[i] for i in keep]
-        self._vectors = self._vectors[keep]
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove documents by id; unknown ids are ignored. Returns how many were removed."""
+        drop = set(validate_ids(ids)) & set(self._ids)
+        if drop:
+            keep = [i for i, doc_id in enumerate(self._ids) if doc_id not in drop]
+            self._ids = [self._ids[i] for i in keep]
+            self._texts = [self._texts[i] for i in keep]
+            self._metadatas = [self._metadatas[i] for i in keep]
+            self._vectors = self._vectors[keep]
+        return len(drop)
 
     def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None
                ) -> list[Hit]:
@@ -113,7 +112,7 @@ class DenseIndex:
         candidates = np.flatnonzero(filter_mask(parse_filter(filter), self._metadatas))
         if candidates.size == 0:
             return []
-        q = self.embedder.encode_queries([query])[0]
+        q = self._embedder.encode_queries([query])[0]
         scores = self._vectors[candidates] @ q
         return [self._hit(int(candidates[j]), float(scores[j])) for j in top_k(scores, k)]
 
@@ -129,9 +128,9 @@ class DenseIndex:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
             np.save(staging / VECTORS_FILE, self._vectors)
-            spec = self.embedder.spec
+            spec = self._embedder.spec
             manifest = {
-                "format": _FORMAT, "kind": "dense", "model": self.embedder.model_name,
+                "format": _FORMAT, "kind": "dense", "model": self._embedder.model_name,
                 "pooling": spec.pooling.value, "query_instruction": spec.query_instruction,
                 "query_instruction_format": spec.query_instruction_format,
                 "dim": int(self._vectors.shape[1]), "ids": self._ids, "texts": self._texts,
@@ -144,14 +143,16 @@ class DenseIndex:
             shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], embedder: BGEEmbedder | None = None,
-             **embedder_options: Any) -> DenseIndex:
+    def load(cls, path: str | os.PathLike[str], embedder: BGEEmbedder | None = None, *,
+             model: str | None = None, **embedder_options: Any) -> DenseIndex:
         """Read an index written by :meth:`save`.
 
         Args:
             path: the index directory.
-            embedder: the embedder to query with; by default the saved model is loaded with
-                the saved pooling and instruction plus ``embedder_options`` (device, dtype, ...).
+            embedder: the embedder to query with; by default the saved model (or ``model``)
+                is loaded with the saved pooling and instruction plus ``embedder_options``
+                (device, dtype, ...).
+            model: where to load the model from when it is not where it was (same model).
 
         Raises:
             FileNotFoundError: ``path`` holds no dense index.
@@ -166,7 +167,7 @@ class DenseIndex:
             raise ValueError(msg)
         if embedder is None:
             embedder = BGEEmbedder(
-                manifest["model"], pooling=manifest["pooling"],
+                model or manifest["model"], pooling=manifest["pooling"],
                 query_instruction=manifest["query_instruction"] or "",
                 query_instruction_format=manifest["query_instruction_format"],
                 **embedder_options)

@@ -1,9 +1,13 @@
-"""The right index for a model (HybridIndex for BGE-M3, DenseIndex otherwise) and reopening one.
+"""The right index for a model (HybridIndex for BGE-M3, DenseIndex otherwise), saved and reopened.
+
+A saved :class:`DenseIndex` records its model itself. Next to a saved :class:`HybridIndex`
+:func:`save_index` writes ``model.json`` with the name or path the embedder was loaded from,
+so :func:`open_index` reloads that exact copy (a local directory, not only a hub id).
 
 Example:
-    >>> from bge_integrations.indexes import new_index, open_index
+    >>> from bge_integrations.indexes import new_index, open_index, save_index
     >>> index = new_index("BAAI/bge-m3")  # doctest: +SKIP
-    >>> index.add(["BGE-M3 is multilingual."]); index.save("my-index")  # doctest: +SKIP
+    >>> index.add(["BGE-M3 is multilingual."]); save_index(index, "my-index")  # doctest: +SKIP
     >>> open_index("my-index").search("multilingual model", k=1)  # doctest: +SKIP
 """
 
@@ -21,9 +25,12 @@ from .dense_index import INDEX_FILE, DenseIndex
 from .retrieval import HybridIndex
 from .retrieval.persistence import MANIFEST
 
-__all__ = ["AnyIndex", "is_m3_model", "new_index", "open_index"]
+__all__ = ["AnyIndex", "MODEL_FILE", "is_m3_model", "embedder_of", "new_index", "save_index",
+           "open_index"]
 
 AnyIndex = Union[DenseIndex, HybridIndex]
+#: written next to a saved HybridIndex: the name or path its embedder was loaded from
+MODEL_FILE = "model.json"
 
 
 def is_m3_model(model: str) -> bool:
@@ -33,6 +40,11 @@ def is_m3_model(model: str) -> bool:
         return spec.family is Family.M3
     path = Path(model).expanduser()
     return path.is_dir() and all((path / name).is_file() for name in HEAD_FILES.values())
+
+
+def embedder_of(index: AnyIndex) -> BGEEmbedder | BGEM3Embedder:
+    """The embedder behind either kind of index."""
+    return index.m3 if isinstance(index, HybridIndex) else index.embedder
 
 
 def new_index(model: str, *, pooling: str | None = None, trust_remote_code: bool = False,
@@ -55,22 +67,47 @@ def new_index(model: str, *, pooling: str | None = None, trust_remote_code: bool
                                   **core_options))
 
 
-def open_index(path: str | os.PathLike[str], **core_options: Any) -> AnyIndex:
-    """Load an index saved by :func:`new_index`'s index, with the model that built it.
+def save_index(index: AnyIndex, path: str | os.PathLike[str]) -> None:
+    """Save either kind of index to directory ``path`` so :func:`open_index` can reopen it."""
+    index.save(path)
+    if isinstance(index, HybridIndex):
+        target = Path(path) / MODEL_FILE
+        staged = target.with_name(f".{MODEL_FILE}.tmp")
+        staged.write_text(json.dumps({"model": index.m3.model_name}), encoding="utf-8")
+        os.replace(staged, target)
+
+
+def open_index(path: str | os.PathLike[str], *, model: str | None = None,
+               **core_options: Any) -> AnyIndex:
+    """Load a saved index with the model that built it.
+
+    Args:
+        path: the index directory.
+        model: load this model instead of the recorded one (e.g. the index was moved to a
+            machine where the model lives elsewhere); it must be the same model.
+        **core_options: ``device``, ``dtype``, ``batch_size``, ``show_progress``, ...
 
     Raises:
         FileNotFoundError: ``path`` is not a directory holding a saved index.
     """
     root = Path(path).expanduser()
     if (root / INDEX_FILE).is_file():
-        return DenseIndex.load(root, **core_options)
+        return DenseIndex.load(root, model=model, **core_options)
     if (root / MANIFEST).is_file():
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-        model = manifest.get("model", {}).get("name")
-        if not isinstance(model, str):
-            msg = f"{str(path)!r}: the index manifest names no model; rebuild the index."
-            raise ValueError(msg)
-        return HybridIndex.load(root, BGEM3Embedder(model, **core_options))
+        return HybridIndex.load(root, BGEM3Embedder(model or _hybrid_model(root),
+                                                    **core_options))
     what = "does not exist" if not root.exists() else "holds no saved index"
     msg = f"{str(path)!r} {what}; build one with `bge-integrations index build`."
     raise FileNotFoundError(msg)
+
+
+def _hybrid_model(root: Path) -> str:
+    recorded = root / MODEL_FILE
+    if recorded.is_file():
+        name = json.loads(recorded.read_text(encoding="utf-8")).get("model")
+    else:
+        name = json.loads((root / MANIFEST).read_text(encoding="utf-8")).get("model", {}).get("name")
+    if not isinstance(name, str):
+        msg = f"{str(root)!r}: the saved index names no model; pass model=... to open it."
+        raise ValueError(msg)
+    return name

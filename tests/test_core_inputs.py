@@ -191,3 +191,22 @@ def test_int8_dynamic_quantization_is_explicit_and_close(tiny_bert: str) -> None
     assert int8.dtype == "int8" and fp32.dtype == "float32"
     a, b = fp32.encode(["a panda"]), int8.encode(["a panda"])
     assert float((a @ b.T)[0, 0]) > 0.98
+
+
+def test_bfloat16_on_a_cpu_without_native_bf16_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    import torch
+
+    from bge_integrations.core import hardware
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    with pytest.warns(UserWarning, match="without native bf16"):
+        assert resolve_dtype("bfloat16", cpu) == "bfloat16"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_dtype("bfloat16", cpu) == "bfloat16"
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_dtype("int8", torch.device("cuda"))

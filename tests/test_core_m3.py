@@ -243,3 +243,15 @@ def test_dense_embedder_on_m3_gives_the_cls_vector(m3: BGEM3Embedder, tiny_m3: s
     assert dense.spec.query_instruction is None and dense.spec.pooling.value == "cls"
     np.testing.assert_allclose(dense.encode_queries(QUERIES), m3.encode_queries(QUERIES).dense,
                                atol=1e-6)
+
+
+def test_half_precision_heads_follow_the_backbone_dtype(tiny_m3: str) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bf16 on a CPU without native bf16 warns
+        m3_bf16 = BGEM3Embedder(tiny_m3, device="cpu", dtype="bfloat16")
+    out = m3_bf16.encode(["panda bear"], colbert=True)
+    full = BGEM3Embedder(tiny_m3, device="cpu").encode(["panda bear"], colbert=True)
+    assert out.dense.dtype == np.float32 and out.colbert[0].dtype == np.float32
+    np.testing.assert_allclose(out.dense, full.dense, atol=5e-2)

@@ -26,7 +26,8 @@ T = TypeVar("T")
 #: (last_hidden_state, input_ids, attention_mask) -> one result per row of the batch
 Head = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Sequence[T]]
 
-_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
+#: compute dtype name -> torch dtype of the weights (int8 keeps float32 outside quantized Linear)
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
                  "bfloat16": torch.bfloat16, "int8": torch.float32}
 _DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 #: default padded-token budget per forward pass, by device type (tuned in benchmarks/)
@@ -95,7 +96,7 @@ def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModel.from_pretrained(
             path, trust_remote_code=trust_remote_code,
-            **{_DTYPE_KWARG: _TORCH_DTYPES[dtype_name]},
+            **{_DTYPE_KWARG: TORCH_DTYPES[dtype_name]},
         )
     except ValueError as exc:
         if "trust_remote_code" in str(exc):

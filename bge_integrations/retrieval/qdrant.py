@@ -1,0 +1,330 @@
+"""QdrantHybridIndex: the :class:`~.index.HybridIndex` contract on a Qdrant collection.
+
+For corpora that outgrow one machine: the same calls work on an in-process client
+(``location=":memory:"`` or ``path=...``) and, unchanged, on a Qdrant server (``url=...`` or
+your own ``client=QdrantClient(...)``). Requires the ``[qdrant]`` extra; ``qdrant_client`` is
+imported when an index is created, never by ``import bge_integrations``.
+
+Collection layout: named vectors ``dense`` (DOT), ``sparse`` (dot product, no IDF) and, with
+``store_colbert``, ``colbert`` (multivector, MAX_SIM comparator, no HNSW graph: it only
+re-scores). Each point's id is ``uuid5`` of the document id; its payload is
+``{"id", "text", "metadata"}``, and filters address ``metadata.<field>``.
+
+Search: ``dense`` / ``sparse`` modes are one Qdrant query each. ``colbert`` / ``hybrid`` prefetch
+the top ``max(candidates, k)`` dense and sparse candidates and re-score that union on the
+server under each mode (one batched request). The per-mode scores then go through the same
+:func:`~.fusion.fuse` as the embedded index, so weighted scores are FlagEmbedding's
+``colbert+sparse+dense`` (Qdrant's MAX_SIM sum is divided by the query length to give
+ColBERT's mean) and RRF uses the same constant. Qdrant writes are per batch, not
+transactional: inputs are validated before the first write, and an ``add`` that fails midway
+can be re-run with the same ids (upsert).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core.scores import DEFAULT_WEIGHTS, sparse_to_arrays
+from .contract import DocBatch, Hit, Record, SearchRequest, validate_ids
+from .filters import And, Condition, FilterNode, Or
+from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
+from .locks import RWLock
+
+__all__ = ["QdrantHybridIndex", "to_qdrant_filter", "point_id"]
+
+#: namespace of the uuid5 point ids derived from document ids
+ID_NAMESPACE = uuid.UUID("6f1c8e0e-5b1a-4e0b-9a43-7d2b5f3c1e21")
+#: texts encoded and upserted per batch
+_BATCH = 64
+_RANGE_FIELDS = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
+
+
+def point_id(doc_id: str) -> str:
+    """The Qdrant point id of a document id (Qdrant ids must be unsigned ints or UUIDs).
+
+    Example:
+        >>> len(point_id("doc-1"))
+        36
+    """
+    return str(uuid.uuid5(ID_NAMESPACE, doc_id))
+
+
+def _models() -> Any:
+    try:
+        from qdrant_client import models
+    except ImportError:
+        msg = ("QdrantHybridIndex needs qdrant-client: pip install 'bge-integrations[qdrant]'.")
+        raise ImportError(msg) from None
+    return models
+
+
+def _equals(key: str, value: Any, models: Any) -> Any:
+    if isinstance(value, float):  # Qdrant matches keywords, ints and bools; floats by range
+        return models.FieldCondition(key=key, range=models.Range(gte=value, lte=value))
+    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+
+def _condition(node: Condition, models: Any) -> Any:
+    key = f"metadata.{node.field}"
+    if node.op == "$eq":
+        return _equals(key, node.value, models)
+    if node.op == "$ne":
+        return models.Filter(must_not=[_equals(key, node.value, models)])
+    if node.op == "$in":
+        values = list(node.value)  # type: ignore[arg-type]
+        if all(isinstance(v, str) for v in values) or all(
+                isinstance(v, int) and not isinstance(v, bool) for v in values):
+            return models.FieldCondition(key=key, match=models.MatchAny(any=values))
+        return models.Filter(should=[_equals(key, v, models) for v in values])
+    return models.FieldCondition(key=key, range=models.Range(**{_RANGE_FIELDS[node.op]: node.value}))
+
+
+def to_qdrant_filter(node: FilterNode | None) -> Any:
+    """A parsed filter (:func:`~.filters.parse_filter`) as a ``qdrant_client.models.Filter``.
+
+    Example:
+        >>> from bge_integrations.retrieval.filters import parse_filter
+        >>> to_qdrant_filter(parse_filter({"lang": "en"})).must[0].key
+        'metadata.lang'
+    """
+    if node is None:
+        return None
+    models = _models()
+    if isinstance(node, Condition):
+        return models.Filter(must=[_condition(node, models)])
+    children = [to_qdrant_filter(c) for c in node.children]
+    return models.Filter(must=children) if isinstance(node, And) else models.Filter(should=children)
+
+
+class QdrantHybridIndex:
+    """BGE-M3 hybrid search on a Qdrant collection, with :class:`~.index.HybridIndex`'s contract.
+
+    Args:
+        m3: the :class:`~bge_integrations.BGEM3Embedder` that encodes documents and queries.
+        collection_name: the collection (created when missing, checked when present).
+        client: a ready ``QdrantClient``; otherwise one is made from ``location``/``url``/
+            ``path``/``api_key`` (default ``location=":memory:"``).
+        location: ``":memory:"`` for an in-process collection.
+        url: a Qdrant server, e.g. ``"http://localhost:6333"``.
+        path: a local directory for an in-process persistent collection.
+        api_key: the server's API key.
+        store_colbert: keep ColBERT multivectors (needed by ``colbert`` mode).
+        candidates: dense and sparse candidates per query re-scored in ``colbert``/``hybrid``.
+        rrf_k: the constant of reciprocal rank fusion.
+        exact: exact (brute-force) dense search on a server instead of HNSW.
+
+    Example:
+        >>> index = QdrantHybridIndex(m3, location=":memory:")  # doctest: +SKIP
+        >>> index.add(["BGE-M3 is multilingual."], ids=["m3"])  # doctest: +SKIP
+        ['m3']
+        >>> index.search("multilingual model", k=1, mode="sparse")[0].id  # doctest: +SKIP
+        'm3'
+    """
+
+    def __init__(self, m3: Any, *, collection_name: str = "bge-m3", client: Any = None,
+                 location: str | None = None, url: str | None = None, path: str | None = None,
+                 api_key: str | None = None, store_colbert: bool = True, candidates: int = 100,
+                 rrf_k: int = DEFAULT_RRF_K, exact: bool = False) -> None:
+        models = _models()
+        for name, value in (("candidates", candidates), ("rrf_k", rrf_k)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                msg = f"{name} must be a positive int, got {value!r}."
+                raise ValueError(msg)
+        if client is None:
+            from qdrant_client import QdrantClient
+
+            if location is None and url is None and path is None:
+                location = ":memory:"
+            client = QdrantClient(location=location, url=url, path=path, api_key=api_key)
+        elif any(v is not None for v in (location, url, path, api_key)):
+            msg = "pass either client or location/url/path/api_key, not both."
+            raise ValueError(msg)
+        self._m3 = m3
+        self._client = client
+        self._models = models
+        self.collection_name = collection_name
+        self.store_colbert = bool(store_colbert)
+        self.candidates = candidates
+        self.rrf_k = rrf_k
+        self._params = models.SearchParams(exact=bool(exact))
+        self._dim = int(m3.dim)
+        self._lock = RWLock()
+        self._ensure_collection()
+
+    @property
+    def client(self) -> Any:
+        """The ``QdrantClient``."""
+        return self._client
+
+    @property
+    def m3(self) -> Any:
+        """The embedder that encodes documents and queries."""
+        return self._m3
+
+    def _ensure_collection(self) -> None:
+        m = self._models
+        if not self._client.collection_exists(self.collection_name):
+            vectors = {"dense": m.VectorParams(size=self._dim, distance=m.Distance.DOT)}
+            if self.store_colbert:
+                vectors["colbert"] = m.VectorParams(
+                    size=self._dim, distance=m.Distance.DOT, hnsw_config=m.HnswConfigDiff(m=0),
+                    multivector_config=m.MultiVectorConfig(
+                        comparator=m.MultiVectorComparator.MAX_SIM))
+            self._client.create_collection(
+                self.collection_name, vectors_config=vectors,
+                sparse_vectors_config={"sparse": m.SparseVectorParams()})
+            return
+        params = self._client.get_collection(self.collection_name).config.params
+        vectors = params.vectors if isinstance(params.vectors, dict) else {}
+        dense = vectors.get("dense")
+        problems = []
+        if dense is None or dense.size != self._dim:
+            problems.append(f"a {self._dim}-d 'dense' vector")
+        if "sparse" not in (params.sparse_vectors or {}):
+            problems.append("a 'sparse' vector")
+        if ("colbert" in vectors) != self.store_colbert:
+            problems.append(f"{'a' if self.store_colbert else 'no'} 'colbert' multivector")
+        if problems:
+            msg = (f"Qdrant collection {self.collection_name!r} exists but lacks "
+                   f"{', '.join(problems)} for this model and store_colbert={self.store_colbert};"
+                   " use another collection_name or the settings it was created with.")
+            raise ValueError(msg)
+
+    def __len__(self) -> int:
+        with self._lock.read():
+            return self._client.count(self.collection_name, exact=True).count
+
+    # -- writing -----------------------------------------------------------------------------
+    def add(self, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+            ids: Sequence[str] | None = None) -> list[str]:
+        """Upsert documents (see :meth:`HybridIndex.add`); returns their ids.
+
+        Example:
+            >>> index.add(["a text"], metadatas=[{"year": 2024}], ids=["doc-1"])  # doctest: +SKIP
+            ['doc-1']
+        """
+        batch = DocBatch.build(texts, metadatas, ids)
+        m = self._models
+        for lo in range(0, len(batch.texts), _BATCH):
+            chunk = slice(lo, lo + _BATCH)
+            out = self._m3.encode_documents(batch.texts[chunk], dense=True, sparse=True,
+                                            colbert=self.store_colbert)
+            points = []
+            for i, (doc_id, text, meta) in enumerate(
+                    zip(batch.ids[chunk], batch.texts[chunk], batch.metadatas[chunk])):
+                indices, values = sparse_to_arrays(out.sparse[i])
+                vector = {"dense": out.dense[i].tolist(),
+                          "sparse": m.SparseVector(indices=indices.tolist(),
+                                                   values=values.tolist())}
+                if self.store_colbert:
+                    vector["colbert"] = out.colbert[i].tolist()
+                points.append(m.PointStruct(id=point_id(doc_id), vector=vector,
+                                            payload={"id": doc_id, "text": text,
+                                                     "metadata": meta}))
+            with self._lock.write():
+                self._client.upsert(self.collection_name, points=points, wait=True)
+        return batch.ids
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove documents by id; unknown ids are ignored. Returns how many were removed."""
+        points = [point_id(i) for i in validate_ids(ids)]
+        with self._lock.write():
+            found = self._client.retrieve(self.collection_name, ids=points, with_payload=False)
+            if found:
+                self._client.delete(self.collection_name, wait=True,
+                                    points_selector=self._models.PointIdsList(
+                                        points=[p.id for p in found]))
+        return len(found)
+
+    # -- reading -----------------------------------------------------------------------------
+    def get(self, ids: Sequence[str]) -> list[Record]:
+        """The stored documents with these ids, in the order asked; unknown ids are skipped."""
+        id_list = validate_ids(ids)
+        with self._lock.read():
+            found = self._client.retrieve(self.collection_name,
+                                          ids=[point_id(i) for i in id_list], with_payload=True)
+        by_id = {p.payload["id"]: p.payload for p in found}
+        return [Record(i, by_id[i]["text"], by_id[i]["metadata"]) for i in id_list if i in by_id]
+
+    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
+               mode: str | RetrievalMode = RetrievalMode.HYBRID,
+               weights: Sequence[float] = DEFAULT_WEIGHTS,
+               fusion: str | Fusion = Fusion.WEIGHTED) -> list[Hit]:
+        """The ``k`` best documents for one query (see :meth:`HybridIndex.search`)."""
+        if not isinstance(query, str):
+            msg = f"query must be a str, got {type(query).__name__}; use search_many for lists."
+            raise TypeError(msg)
+        return self.search_many([query], k=k, filter=filter, mode=mode, weights=weights,
+                                fusion=fusion)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 10,
+                    filter: Mapping[str, Any] | None = None,
+                    mode: str | RetrievalMode = RetrievalMode.HYBRID,
+                    weights: Sequence[float] = DEFAULT_WEIGHTS,
+                    fusion: str | Fusion = Fusion.WEIGHTED) -> list[list[Hit]]:
+        """:meth:`search` for many queries: one model call and one batched Qdrant request."""
+        req = SearchRequest.build(queries, k=k, filter=filter, mode=mode, weights=weights,
+                                  fusion=fusion, has_colbert=self.store_colbert)
+        if not req.queries:
+            return []
+        encoded = self._m3.encode_queries(req.queries, dense=req.needs_dense,
+                                          sparse=req.needs_sparse, colbert=req.needs_colbert)
+        qfilter = to_qdrant_filter(req.filter)
+        per_query = [self._requests(req, encoded, j, qfilter) for j in range(len(req.queries))]
+        flat = [r for group in per_query for r in group]
+        with self._lock.read():
+            responses = self._client.query_batch_points(self.collection_name, requests=flat)
+        results, pos = [], 0
+        for j, group in enumerate(per_query):
+            answers = responses[pos: pos + len(group)]
+            pos += len(group)
+            q_tokens = len(encoded.colbert[j]) if req.needs_colbert else 1
+            results.append(self._rank(req, [a.points for a in answers], q_tokens))
+        return results
+
+    def _queries(self, encoded: Any, j: int) -> dict[str, Any]:
+        out = {}
+        if encoded.dense is not None:
+            out["dense"] = encoded.dense[j].tolist()
+        if encoded.sparse is not None:
+            indices, values = sparse_to_arrays(encoded.sparse[j])
+            out["sparse"] = self._models.SparseVector(indices=indices.tolist(),
+                                                      values=values.tolist())
+        if encoded.colbert is not None:
+            out["colbert"] = encoded.colbert[j].tolist()
+        return out
+
+    def _requests(self, req: SearchRequest, encoded: Any, j: int, qfilter: Any) -> list[Any]:
+        m = self._models
+        vectors = self._queries(encoded, j)
+        if req.mode in (RetrievalMode.DENSE, RetrievalMode.SPARSE):
+            name = req.mode.value
+            return [m.QueryRequest(query=vectors[name], using=name, filter=qfilter, limit=req.k,
+                                   params=self._params, with_payload=True)]
+        limit = max(self.candidates, req.k)
+        prefetch = [m.Prefetch(query=vectors[name], using=name, filter=qfilter, limit=limit,
+                               params=self._params) for name in ("dense", "sparse")]
+        return [m.QueryRequest(prefetch=prefetch, query=vectors[name], using=name,
+                               filter=qfilter, limit=2 * limit, with_payload=i == 0)
+                for i, name in enumerate(req.parts)]
+
+    def _rank(self, req: SearchRequest, answers: list[list[Any]], q_tokens: int) -> list[Hit]:
+        candidates = answers[0]  # the first request's answer covers every candidate
+        if not candidates:
+            return []
+        parts = {}
+        for name, points in zip(req.parts, answers):
+            score_of = {p.id: p.score for p in points}
+            scale = 1.0 / q_tokens if name == "colbert" else 1.0  # MAX_SIM sums, ColBERT averages
+            parts[name] = np.array([score_of.get(p.id, 0.0) * scale for p in candidates])
+        fused = fuse(req.mode, req.fusion, parts, req.weights, self.rrf_k)
+        hits = []
+        for pos in top_k(fused, req.k).tolist():
+            payload = candidates[pos].payload
+            hits.append(Hit(payload["id"], payload["text"], payload["metadata"],
+                            float(fused[pos]), {n: float(parts[n][pos]) for n in parts}))
+        return hits
