@@ -210,3 +210,10 @@ def test_bfloat16_on_a_cpu_without_native_bf16_warns(monkeypatch: pytest.MonkeyP
         assert resolve_dtype("bfloat16", cpu) == "bfloat16"
     with pytest.raises(ValueError, match="CPU only"):
         resolve_dtype("int8", torch.device("cuda"))
+
+
+def test_max_tokens_per_call_is_enforced_before_any_forward_pass(tiny_bert: str) -> None:
+    emb = BGEEmbedder(tiny_bert, device="cpu", max_tokens_per_call=20, passage_max_length=16)
+    assert emb.encode(["a b c"]).shape == (1, emb.dim)
+    with pytest.raises(ValueError, match="max_tokens_per_call=20"):
+        emb.encode(["panda " * 100, "panda " * 100])

@@ -4,12 +4,14 @@ get, filters, validation, float16 storage and concurrency. Persistence: test_ind
 
 from __future__ import annotations
 
+import functools
 import shutil
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from bge_integrations import BGEM3Embedder, Hit, HybridIndex
@@ -30,10 +32,12 @@ METADATAS = [{"i": i, "parity": "even" if i % 2 == 0 else "odd", "score": i / 4,
 
 @pytest.fixture(scope="session")
 def m3x(tiny_m3: str, tmp_path_factory: pytest.TempPathFactory) -> BGEM3Embedder:
-    """The tiny M3 with encoder weights scaled x20, so that its dense vectors spread out.
+    """The tiny M3 with weights that make rankings meaningful.
 
-    The plain tiny model maps every text to nearly the same CLS vector (cosines within 1e-5),
-    which would make dense rankings ties; here cosines range from about 0.2 to 0.95.
+    The plain tiny model maps every text to nearly the same CLS vector (cosines within 1e-5)
+    and its sparse head keeps almost no token. Here encoder weights are scaled x20 (cosines
+    from about 0.2 to 0.95) and the sparse head gets a positive bias (most tokens weigh in),
+    so score gaps between documents are far above float rounding.
     """
     path = tmp_path_factory.getbasetemp() / "spread" / "bge-m3"
     if not path.exists():  # other test modules import this fixture: build once per session
@@ -43,6 +47,9 @@ def m3x(tiny_m3: str, tmp_path_factory: pytest.TempPathFactory) -> BGEM3Embedder
             if "encoder" in name and name.endswith("weight") and tensor.ndim == 2:
                 weights[name] = tensor * 20
         save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
+        head = torch.load(path / "sparse_linear.pt", weights_only=True)
+        torch.save({"weight": head["weight"] * 0.1, "bias": torch.full_like(head["bias"], 0.3)},
+                   path / "sparse_linear.pt")
     return BGEM3Embedder(str(path), device="cpu")
 
 
@@ -53,11 +60,17 @@ def index(m3x: BGEM3Embedder) -> HybridIndex:
     return idx
 
 
-def reference(m3: BGEM3Embedder, query: str, texts: list[str] = CORPUS,
-              weights: tuple[float, float, float] = (0.4, 0.2, 0.4)) -> dict[str, np.ndarray]:
-    """Brute force: compute_score of the query with every text."""
+@functools.cache
+def _reference(m3: BGEM3Embedder, query: str, texts: tuple[str, ...],
+               weights: tuple[float, float, float]) -> dict[str, np.ndarray]:
     scores = m3.compute_score([(query, t) for t in texts], weights=weights)
     return {k: np.asarray(v) for k, v in scores.items()}
+
+
+def reference(m3: BGEM3Embedder, query: str, texts: list[str] = CORPUS,
+              weights: tuple[float, float, float] = (0.4, 0.2, 0.4)) -> dict[str, np.ndarray]:
+    """Brute force: compute_score of the query with every text (cached)."""
+    return _reference(m3, query, tuple(texts), weights)
 
 
 def assert_ranking(hits: list[Hit], ids: list[str], scores: np.ndarray, k: int,

@@ -228,3 +228,16 @@ def test_lcel_rag_chain(index: HybridIndex) -> None:
     expected = retriever.invoke(QUERY)
     assert answer == f"Context:\n{_format_docs(expected)}\n\nQuestion: {QUERY}"
     assert chain.batch([QUERY, TINY_CORPUS[0]])[0] == answer
+
+
+def test_qdrant_index_gives_the_same_ranking(index: HybridIndex, m3: Any) -> None:
+    from bge_integrations.retrieval import QdrantHybridIndex
+
+    qdrant = QdrantHybridIndex(m3, location=":memory:")
+    qdrant.add(TINY_CORPUS, metadatas=METAS, ids=IDS)
+    embedded = BGEM3Retriever(index=index, k=3).invoke(QUERY)
+    remote = BGEM3Retriever(index=qdrant, k=3).invoke(QUERY)
+    assert [d.id for d in remote] == [d.id for d in embedded]
+    for a, b in zip(remote, embedded, strict=True):
+        assert a.metadata["score"] == pytest.approx(b.metadata["score"], abs=1e-4)
+        assert a.metadata["i"] == b.metadata["i"]

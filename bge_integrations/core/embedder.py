@@ -29,7 +29,8 @@ class EncoderBase:
                  passage_max_length: int | None = None, normalize: bool = True,
                  batch_size: int = 256, max_batch_tokens: int | None = None,
                  show_progress: bool = False, trust_remote_code: bool = False,
-                 max_texts_per_call: int | None = None) -> None:
+                 max_texts_per_call: int | None = None,
+                 max_tokens_per_call: int | None = None) -> None:
         if spec.trust_remote_code and not trust_remote_code:
             msg = (f"Model {model_name_or_path!r} needs its own modelling code "
                    "(trust_remote_code=True in the registry). Remote code is off by default; "
@@ -46,7 +47,8 @@ class EncoderBase:
         self._loaded: LoadedModel = load_model(model_name_or_path, device=device, dtype=dtype,
                                                trust_remote_code=trust_remote_code)
         self._engine = Engine(self._loaded, batch_size=batch_size,
-                              max_batch_tokens=max_batch_tokens, show_progress=show_progress)
+                              max_batch_tokens=max_batch_tokens, show_progress=show_progress,
+                              max_tokens_per_call=max_tokens_per_call)
 
     @property
     def spec(self) -> ModelSpec:
@@ -108,7 +110,8 @@ class BGEEmbedder(EncoderBase):
         max_batch_tokens: most padded tokens per forward pass.
         show_progress: tqdm progress bar.
         trust_remote_code: allow the checkpoint's own Python code.
-        max_texts_per_call: reject larger inputs with a clear error (``None``: no limit).
+        max_texts_per_call: reject calls with more texts, with a clear error (``None``: no limit).
+        max_tokens_per_call: reject calls whose texts hold more tokens after truncation.
 
     Example:
         >>> emb = BGEEmbedder("BAAI/bge-small-en-v1.5")  # doctest: +SKIP
@@ -124,7 +127,8 @@ class BGEEmbedder(EncoderBase):
                  passage_max_length: int | None = None, normalize: bool = True,
                  batch_size: int = 256, max_batch_tokens: int | None = None,
                  show_progress: bool = False, trust_remote_code: bool = False,
-                 max_texts_per_call: int | None = None) -> None:
+                 max_texts_per_call: int | None = None,
+                 max_tokens_per_call: int | None = None) -> None:
         spec = resolve_spec(model_name_or_path, pooling=pooling,
                             query_instruction=query_instruction,
                             query_instruction_format=query_instruction_format)
@@ -133,7 +137,8 @@ class BGEEmbedder(EncoderBase):
                          passage_max_length=passage_max_length, normalize=normalize,
                          batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                          show_progress=show_progress, trust_remote_code=trust_remote_code,
-                         max_texts_per_call=max_texts_per_call)
+                         max_texts_per_call=max_texts_per_call,
+                         max_tokens_per_call=max_tokens_per_call)
         self._icl_prefix = ""
         if examples is not None:
             self.set_examples(examples)

@@ -130,10 +130,12 @@ class Engine:
         batch_size: most texts in one forward pass.
         max_batch_tokens: most padded tokens in one forward pass (None: a default per device).
         show_progress: show a tqdm bar.
+        max_tokens_per_call: reject a call holding more tokens than this (``None``: no limit).
     """
 
     def __init__(self, loaded: LoadedModel, *, batch_size: int = 256,
-                 max_batch_tokens: int | None = None, show_progress: bool = False) -> None:
+                 max_batch_tokens: int | None = None, show_progress: bool = False,
+                 max_tokens_per_call: int | None = None) -> None:
         if not isinstance(batch_size, int) or batch_size <= 0:
             msg = f"batch_size must be a positive int, got {batch_size!r}."
             raise ValueError(msg)
@@ -146,6 +148,7 @@ class Engine:
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self.show_progress = show_progress
+        self.max_tokens_per_call = max_tokens_per_call
         tok = loaded.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self._pad_id = int(pad) if pad is not None else 0
@@ -195,6 +198,11 @@ class Engine:
             msg = "A text tokenized to zero tokens; the tokenizer adds no special tokens."
             raise ValueError(msg)
         lengths = np.fromiter((len(r) for r in token_ids), dtype=np.int64, count=n)
+        total = int(lengths.sum())
+        if self.max_tokens_per_call is not None and total > self.max_tokens_per_call:
+            msg = (f"This call holds {total} tokens, over max_tokens_per_call="
+                   f"{self.max_tokens_per_call}; split the input or raise the limit.")
+            raise ValueError(msg)
         order = np.argsort(-lengths, kind="stable")
         results: list[Any] = [None] * n
         budget = self.max_batch_tokens

@@ -109,7 +109,8 @@ class BGEM3Embedder(EncoderBase):
                  passage_max_length: int | None = None, normalize: bool = True,
                  batch_size: int = 256, max_batch_tokens: int | None = None,
                  show_progress: bool = False, trust_remote_code: bool = False,
-                 max_texts_per_call: int | None = None) -> None:
+                 max_texts_per_call: int | None = None,
+                 max_tokens_per_call: int | None = None) -> None:
         spec = resolve_spec(model_name_or_path, family=Family.M3.value, pooling="cls",
                             max_length=8192)
         super().__init__(model_name_or_path, spec, device=device, dtype=dtype,
@@ -117,7 +118,8 @@ class BGEM3Embedder(EncoderBase):
                          passage_max_length=passage_max_length, normalize=normalize,
                          batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                          show_progress=show_progress, trust_remote_code=trust_remote_code,
-                         max_texts_per_call=max_texts_per_call)
+                         max_texts_per_call=max_texts_per_call,
+                         max_tokens_per_call=max_tokens_per_call)
         tok = self._loaded.tokenizer
         self._unused_ids = frozenset(
             int(i) for i in (tok.cls_token_id, tok.eos_token_id, tok.pad_token_id,

@@ -1,4 +1,4 @@
-"""BGEM3Retriever: LangChain retrieval over a BGE-M3 ``HybridIndex`` (dense + sparse + ColBERT)."""
+"""BGEM3Retriever: LangChain retrieval over a BGE-M3 hybrid index (dense + sparse + ColBERT)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ from pydantic import ConfigDict, Field, model_validator
 
 from ..adapter_options import M3Options
 from ..core.scores import DEFAULT_WEIGHTS
+from ..retrieval import Fusion, HybridIndex, QdrantHybridIndex, RetrievalMode
 from ..retrieval.contract import SearchRequest
-from ..retrieval.fusion import Fusion, RetrievalMode
-from ..retrieval.index import HybridIndex
 
 __all__ = ["BGEM3Retriever"]
 
@@ -32,7 +31,8 @@ SCORES_KEY = "scores"
 class BGEM3Retriever(BaseRetriever):
     """Hybrid BGE-M3 retrieval: dense, sparse (lexical) and ColBERT scores, fused.
 
-    Each returned ``Document`` carries the index's id, the stored metadata, and two extra
+    It searches a ``HybridIndex`` (embedded, in process) or a ``QdrantHybridIndex`` (a Qdrant
+    collection); both rank by the same formulas. Each returned ``Document`` carries the index's id, the stored metadata, and two extra
     metadata keys: ``"score"`` (the score that ranked it; the fused score in ``hybrid`` mode)
     and ``"scores"`` (the per-mode scores, e.g. ``{"dense": ..., "sparse": ..., "colbert":
     ...}``). ``k``, ``mode``, ``weights``, ``fusion`` and ``filter`` can be overridden per call:
@@ -51,8 +51,8 @@ class BGEM3Retriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    index: HybridIndex
-    """The BGE-M3 index searched (it holds the model)."""
+    index: HybridIndex | QdrantHybridIndex
+    """The BGE-M3 index searched (it holds the model): embedded, or on a Qdrant collection."""
     k: int = Field(default=4, gt=0)
     """Number of documents returned."""
     mode: RetrievalMode = RetrievalMode.HYBRID
@@ -108,7 +108,10 @@ class BGEM3Retriever(BaseRetriever):
     def add_texts(self, texts: Sequence[str],
                   metadatas: Sequence[Mapping[str, Any] | None] | None = None,
                   ids: Sequence[str] | None = None) -> list[str]:
-        """Index texts; an existing id is replaced. A rejected call changes nothing.
+        """Index texts; an existing id is replaced.
+
+        Invalid input is rejected before anything changes. On a ``HybridIndex`` a failing call
+        changes nothing; a Qdrant add that fails midway can be re-run with the same ids.
 
         Returns:
             The ids, in input order.
