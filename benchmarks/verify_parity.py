@@ -112,18 +112,27 @@ def colbert_quirk_scores(q_vecs: list[np.ndarray], p_vecs: list[np.ndarray],
 
 
 def spread_colbert_head(model_dir: Path, seed: int = 1) -> None:
-    """Replace the tiny M3's ColBERT head by one with N(0, 1) weights and no bias.
+    """Replace the tiny M3's ColBERT head by one whose vectors point in varied directions.
 
-    The random-init head's bias makes every ColBERT vector point the same way (all dot
-    products positive); a zero-bias head gives vectors of varied direction, so negative
-    maxima occur and FlagEmbedding's zero-padding quirk in compute_score is exercised.
+    A random tiny model's token states share a large common component, so every ColBERT dot
+    product is positive and FlagEmbedding's zero-padding quirk in compute_score never shows.
+    The new head is ``W (I - m m^T)`` with ``W ~ N(0, 1)``, ``m`` the unit mean token state,
+    and no bias: negative maxima occur and the quirk is exercised.
     """
     import torch
+    from transformers import AutoModel, AutoTokenizer
 
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        enc = tok(TINY_CORPUS, padding=True, return_tensors="pt")
+        states = model(**enc).last_hidden_state[enc["attention_mask"].bool()]
+    mean = torch.nn.functional.normalize(states.mean(0), dim=0)
     path = Path(model_dir) / "colbert_linear.pt"
     state = torch.load(path, weights_only=True)
     gen = torch.Generator().manual_seed(seed)
-    state["weight"] = torch.randn(state["weight"].shape, generator=gen)
+    weight = torch.randn(state["weight"].shape, generator=gen)
+    state["weight"] = weight - (weight @ mean)[:, None] * mean[None, :]
     state["bias"] = torch.zeros_like(state["bias"])
     torch.save(state, path)
 

@@ -133,14 +133,18 @@ def _model_name(args: argparse.Namespace) -> str:
     Before a hub id is resolved the hub is probed once; when it is unreachable the process
     goes offline (so resolution fails in a second instead of after the hub's retries).
     """
-    from .offline import go_offline_if_unreachable, tiny_kind_for, tiny_model
+    from .offline import go_offline_if_unreachable, looks_local, tiny_kind_for, tiny_model
 
     if args.tiny:
         kind = tiny_kind_for(args.model)
         path = tiny_model(kind)
         _note(f"--tiny: using a tiny random {kind} model ({path}); scores are not meaningful.")
         return path
-    if not os.path.exists(os.path.expanduser(args.model)) and go_offline_if_unreachable():
+    if looks_local(args.model):
+        if not os.path.isdir(os.path.expanduser(args.model)):
+            msg = f"model directory {args.model!r} does not exist."
+            raise FileNotFoundError(msg)
+    elif go_offline_if_unreachable():
         _note("the Hugging Face hub cannot be reached; using local copies only.")
     return args.model
 

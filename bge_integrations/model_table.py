@@ -33,7 +33,8 @@ never get the instruction; E5 models put their passage prefix before documents i
   queries).
 - **Pooling**: `cls` (first token), `mean` (average of non-padding tokens), `last_token`
   (last non-padding token, for decoders, left or right padded).
-- **Query format**: `format(instruction, query)`; `{{}}{{}}` is plain concatenation.
+- **Query format**: how instruction and query are joined, `format(instruction, query)`;
+  `{{}}{{}}` is plain concatenation.
 - **Remote code**: the checkpoint ships its own modelling code; pass `trust_remote_code=True`.
 
 A model that is not listed works too: give `pooling=` (and `query_instruction=` for
@@ -56,7 +57,8 @@ def models_markdown(specs: Sequence[ModelSpec] | None = None) -> str:
         rows.append(
             f"| `{s.name}` | {s.family.value} | {s.pooling.value} | {s.dim or ''} | "
             f"{s.max_length} | {_cell(s.query_instruction)} | "
-            f"{_cell(s.query_instruction_format)} | {_cell(s.passage_prefix)} | "
+            f"{_cell(s.query_instruction_format) if s.query_instruction else ''} | "
+            f"{_cell(s.passage_prefix)} | "
             f"{'yes' if s.trust_remote_code else ''} |"
         )
     return _INTRO + "\n" + "\n".join(rows) + "\n"

@@ -29,6 +29,7 @@ __all__ = [
     "cache_dir",
     "hub_reachable",
     "go_offline_if_unreachable",
+    "looks_local",
     "tiny_kind_for",
     "tiny_model",
     "model_or_fallback",
@@ -88,6 +89,12 @@ def go_offline_if_unreachable() -> bool:
     return True
 
 
+def looks_local(model: str) -> bool:
+    """Whether ``model`` is meant as a local path rather than a hub id (``org/name``)."""
+    return (model.startswith((".", "/", "~")) or model.count("/") > 1
+            or Path(model).expanduser().exists())
+
+
 def tiny_kind_for(model: str) -> str:
     """The tiny architecture that stands in for ``model``: M3 -> xlm-roberta, LLMs -> mistral."""
     spec = find_spec(model)
@@ -133,8 +140,7 @@ def model_or_fallback(model: str, fallback: str = FALLBACK_MODEL) -> tuple[str, 
     try:
         resolve_model_dir(model)
     except ModelNotFoundError:
-        looks_local = model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
-        if looks_local or not _offline():
+        if looks_local(model) or not _offline():
             raise
         why = "the Hugging Face hub cannot be reached" if switched else "HF_HUB_OFFLINE is set"
         spec = find_spec(fallback)

@@ -229,9 +229,9 @@ def test_in_memory_vector_store(minilm: BGEEmbeddings) -> None:
     hits = store.similarity_search_with_score(QUERY, k=2)
     assert [d.id for d, _ in hits][0] == "d0"
     assert hits[0][0].metadata == {"i": 0}
+    assert store.store["d0"]["vector"] == minilm.embed_documents(DOCS[:1])[0]
     assert hits[0][1] == pytest.approx(float(np.dot(minilm.embed_query(QUERY),
-                                                    minilm.embed_documents(DOCS[:1])[0])),
-                                       abs=1e-5)
+                                                    store.store["d0"]["vector"])), abs=1e-5)
     assert store.similarity_search("capital city of France", k=1)[0].id == "d1"
 
 

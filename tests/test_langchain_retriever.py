@@ -186,8 +186,10 @@ def test_failing_add_leaves_index_unchanged(tiny_m3: str, monkeypatch: pytest.Mo
         retriever.add_texts(["fine"], metadatas=[{"bad": object()}])
     with pytest.raises(ValueError, match="appears twice"):
         retriever.add_documents([Document("a", id="same"), Document("b", id="same")])
-    with pytest.raises(TypeError, match="Document"):
-        retriever.add_documents(["not a document"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"documents\[1\] must be a langchain_core Document"):
+        retriever.add_documents([Document("ok"), "text"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        retriever.add_documents(Document("alone"))  # type: ignore[arg-type]
 
     def broken_encoder(*args: Any, **kwargs: Any) -> Any:
         msg = "device lost"

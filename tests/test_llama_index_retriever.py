@@ -152,7 +152,8 @@ def test_insert_and_delete(tiny_m3: str) -> None:
 
 
 def test_from_documents_splits_with_the_node_parser(tiny_m3: str) -> None:
-    long_doc = Document(text=" ".join(TINY_CORPUS), id_="long")
+    # paragraphs shorter than a chunk: the splitter never needs its (slow to load) sentence model
+    long_doc = Document(text="\n\n\n".join(TINY_CORPUS), id_="long")
     parser = SentenceSplitter(chunk_size=48, chunk_overlap=0)
     retriever = BGEM3Retriever.from_documents([long_doc], model_name=tiny_m3, device="cpu",
                                               node_parser=parser, similarity_top_k=50)

@@ -32,10 +32,11 @@ class BGEM3Retriever(BaseRetriever):
     """Hybrid BGE-M3 retrieval: dense, sparse (lexical) and ColBERT scores, fused.
 
     It searches a ``HybridIndex`` (embedded, in process) or a ``QdrantHybridIndex`` (a Qdrant
-    collection); both rank by the same formulas. Each returned ``Document`` carries the index's id, the stored metadata, and two extra
-    metadata keys: ``"score"`` (the score that ranked it; the fused score in ``hybrid`` mode)
-    and ``"scores"`` (the per-mode scores, e.g. ``{"dense": ..., "sparse": ..., "colbert":
-    ...}``). ``k``, ``mode``, ``weights``, ``fusion`` and ``filter`` can be overridden per call:
+    collection); both rank by the same formulas. Each returned ``Document`` carries the
+    index's id, the stored metadata, and two extra metadata keys: ``"score"`` (the score that
+    ranked it; the fused score in ``hybrid`` mode) and ``"scores"`` (the per-mode scores, e.g.
+    ``{"dense": ..., "sparse": ..., "colbert": ...}``). ``k``, ``mode``, ``weights``,
+    ``fusion`` and ``filter`` can be overridden per call (``None`` keeps the field):
     ``retriever.invoke(query, k=2, mode="sparse")``. Settings are checked at construction
     against what the index stores.
 
@@ -125,14 +126,18 @@ class BGEM3Retriever(BaseRetriever):
         Returns:
             The ids, in input order.
         """
-        if isinstance(documents, Document) or not all(
-                isinstance(doc, Document) for doc in documents):
-            msg = "documents must be a list of langchain_core Document objects."
+        if isinstance(documents, Document):
+            msg = "documents must be a list of Documents, got a single one; wrap it in a list."
             raise TypeError(msg)
+        docs = list(documents)
+        for i, doc in enumerate(docs):
+            if not isinstance(doc, Document):
+                msg = f"documents[{i}] must be a langchain_core Document, got {type(doc).__name__}."
+                raise TypeError(msg)
         if ids is None:
-            ids = [doc.id or uuid.uuid4().hex for doc in documents]
-        return self.add_texts([doc.page_content for doc in documents],
-                              metadatas=[doc.metadata for doc in documents], ids=ids)
+            ids = [doc.id or uuid.uuid4().hex for doc in docs]
+        return self.add_texts([doc.page_content for doc in docs],
+                              metadatas=[doc.metadata for doc in docs], ids=ids)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id (unknown ids are ignored); returns how many were removed."""
