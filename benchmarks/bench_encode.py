@@ -281,7 +281,8 @@ def write_docs(tables: str, header: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 600 texts, small model only, no docs update")
+                        help="smoke run: 400 texts cut at 128 tokens, small model only, "
+                        "no docs update")
     parser.add_argument("--flag-python", help="FlagEmbedding venv interpreter "
                         "(default: $BGE_FLAG_PYTHON or benchmarks/.flag-venv/bin/python)")
     parser.add_argument("--models", default=None,
@@ -289,7 +290,7 @@ def main() -> int:
     parser.add_argument("--contenders", default=None,
                         help="comma-separated subset of: " + ", ".join(CONTENDERS))
     parser.add_argument("--n-texts", type=int, default=None, help="texts per model (>= 5000)")
-    parser.add_argument("--passage-share", type=float, default=0.1,
+    parser.add_argument("--passage-share", type=float, default=0.05,
                         help="fraction of texts that are 100-500-token passages")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="torch threads for every contender")
@@ -304,7 +305,7 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     transformers.utils.logging.disable_progress_bar()
-    n_texts = args.n_texts or (600 if args.quick else 5000)
+    n_texts = args.n_texts or (400 if args.quick else 5000)
     models = (args.models or ("small" if args.quick else "small,base,minilm")).split(",")
     contenders = [c.strip() for c in (args.contenders or ",".join(CONTENDERS)).split(",")]
     for c in contenders:
@@ -328,8 +329,9 @@ def main() -> int:
                 dirname, hidden, layers, heads, inter = SHAPES[model]
                 path = build_random_bert(work / "models" / dirname, hidden, layers, heads, inter)
                 label = (f"bge-{model}-shaped BERT ({hidden} hidden, {layers} layers, random "
-                         f"weights, real vocab, CLS pooling, 512 tokens)")
-                pooling, max_len = "cls", 512
+                         f"weights, real vocab, CLS pooling, {128 if args.quick else 512} "
+                         "tokens)")
+                pooling, max_len = "cls", 128 if args.quick else 512
             n_tokens = count_tokens(tokenizer, texts, max_len)
             job = {"path": str(path), "pooling": pooling, "max_length": max_len,
                    "texts": str(texts_file), "threads": args.threads}

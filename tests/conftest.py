@@ -70,3 +70,21 @@ def bert_embedder(tiny_bert: str):
     from bge_integrations import BGEEmbedder
 
     return BGEEmbedder(tiny_bert, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory, tiny_bert: str, tiny_m3: str,
+               tiny_icl: str) -> Path:
+    """A ``BGE_INTEGRATIONS_CACHE`` whose tiny models (``--tiny``) are the session's own."""
+    cache = tmp_path_factory.mktemp("bge-cache")
+    (cache / "tiny").mkdir()
+    for path in (tiny_bert, tiny_m3, tiny_icl):
+        (cache / "tiny" / Path(path).name).symlink_to(path)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def offline_env(tiny_cache: Path) -> dict[str, str]:
+    """Environment for subprocesses: no hub, and ``--tiny`` models from :func:`tiny_cache`."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "BGE_INTEGRATIONS_CACHE": str(tiny_cache),
+            "TOKENIZERS_PARALLELISM": "false"}

@@ -36,7 +36,7 @@ def settings():
 
 @pytest.fixture(scope="module")
 def minilm(minilm_dir: str) -> BGEEmbedding:
-    return BGEEmbedding(model_name=minilm_dir, pooling="mean", device="cpu", embed_batch_size=2)
+    return BGEEmbedding(model_name=minilm_dir, pooling="mean", device="cpu")
 
 
 def test_settings_index_retriever_and_query_engine(settings, minilm: BGEEmbedding) -> None:
@@ -80,7 +80,8 @@ def test_ingestion_pipeline_with_a_splitter(minilm: BGEEmbedding) -> None:
 
 
 async def test_async_ingestion_pipeline(minilm: BGEEmbedding) -> None:
-    pipeline = IngestionPipeline(transformations=[SentenceSplitter(chunk_size=64, chunk_overlap=0), minilm])
+    splitter = SentenceSplitter(chunk_size=64, chunk_overlap=0)
+    pipeline = IngestionPipeline(transformations=[splitter, minilm])
     nodes = await pipeline.arun(documents=DOCS)
     contents = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
     np.testing.assert_allclose(np.asarray([n.embedding for n in nodes], np.float32),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import pickle
 import time
 
@@ -219,13 +220,13 @@ def test_to_dict_from_dict_round_trip(tiny_bert: str) -> None:
     assert BGEEmbedding.from_json(emb.to_json()).to_dict() == data
 
 
-def test_pickle_carries_configuration_not_weights(bert: BGEEmbedding) -> None:
+def test_pickle_and_deepcopy_carry_configuration_not_weights(bert: BGEEmbedding) -> None:
     payload = pickle.dumps(bert)
     assert len(payload) < 4096
-    restored = pickle.loads(payload)
-    assert restored.to_dict() == bert.to_dict()
-    assert restored.embedder.tokenizer is bert.embedder.tokenizer
-    assert restored.get_text_embedding(TEXTS[0]) == bert.get_text_embedding(TEXTS[0])
+    for restored in (pickle.loads(payload), copy.deepcopy(bert)):
+        assert restored is not bert and restored.to_dict() == bert.to_dict()
+        assert restored.embedder.tokenizer is bert.embedder.tokenizer
+        assert restored.get_text_embedding(TEXTS[0]) == bert.get_text_embedding(TEXTS[0])
 
 
 # -- bad input -----------------------------------------------------------------------------

@@ -207,6 +207,12 @@ def test_or_and_nested_filters(retriever: BGEM3Retriever) -> None:
     assert set(_ids(filtered.retrieve("anything"))) == _expected(
         lambda m: m["lang"] == "de" or (m["lang"] == "en" and m["year"] >= 2020))
     assert filtered.filters is filters
+    filtered.filters = MetadataFilters(filters=[_f("year", 2016, "<=")])
+    assert set(_ids(filtered.retrieve("anything"))) == _expected(lambda m: m["year"] <= 2016)
+    with pytest.raises(ValueError, match="supported operators"):
+        filtered.filters = MetadataFilters(filters=[_f("lang", "e", "text_match")])
+    filtered.filters = None
+    assert len(filtered.retrieve("anything")) == ALL
 
 
 def test_filter_translation() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import pytest
@@ -120,10 +121,10 @@ def test_serialization_round_trip(tiny_m3: str) -> None:
     assert data["class_name"] == "BGEM3SparseEmbedding"
     payload = pickle.dumps(sparse)
     assert len(payload) < 4096
-    restored = pickle.loads(payload)
-    assert restored.model_dump() == data
-    assert restored.embedder.tokenizer is sparse.embedder.tokenizer
-    assert restored.get_text_embedding(TEXTS[0]) == sparse.get_text_embedding(TEXTS[0])
+    for restored in (pickle.loads(payload), copy.deepcopy(sparse)):
+        assert restored is not sparse and restored.model_dump() == data
+        assert restored.embedder.tokenizer is sparse.embedder.tokenizer
+        assert restored.get_text_embedding(TEXTS[0]) == sparse.get_text_embedding(TEXTS[0])
 
 
 @pytest.mark.parametrize("call", [

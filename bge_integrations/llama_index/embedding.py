@@ -29,8 +29,9 @@ class BGEEmbedding(EmbedderOptions, BaseEmbedding):
 
     Example:
         >>> from llama_index.core import Settings
-        >>> Settings.embed_model = BGEEmbedding(model_name="BAAI/bge-base-en-v1.5")  # doctest: +SKIP
-        >>> len(Settings.embed_model.get_query_embedding("what is BGE?"))  # doctest: +SKIP
+        >>> emb = BGEEmbedding(model_name="BAAI/bge-base-en-v1.5")  # doctest: +SKIP
+        >>> Settings.embed_model = emb  # doctest: +SKIP
+        >>> len(emb.get_query_embedding("what is BGE?"))  # doctest: +SKIP
         768
     """
 
@@ -63,6 +64,10 @@ class BGEEmbedding(EmbedderOptions, BaseEmbedding):
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
         """Pickle the configuration only; unpickling reloads (or reuses) the weights."""
         return type(self).from_dict, (self.to_dict(),)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BGEEmbedding:
+        """A new instance with the same configuration, sharing the cached weights."""
+        return type(self).from_dict(self.to_dict())
 
     def get_text_embedding_batch(self, texts: list[str], show_progress: bool = False,
                                  **kwargs: Any) -> list[Embedding]:

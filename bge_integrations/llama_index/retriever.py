@@ -19,6 +19,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 from ..adapter_options import M3Options
 from ..core.scores import DEFAULT_WEIGHTS
 from ..retrieval.contract import Hit, SearchRequest
+from ..retrieval.filters import parse_filter
 from ..retrieval.fusion import Fusion, RetrievalMode
 from ..retrieval.index import HybridIndex
 from .filters import to_index_filter
@@ -64,19 +65,16 @@ class BGEM3Retriever(BaseRetriever):
                  fusion: str | Fusion = Fusion.WEIGHTED, filters: MetadataFilters | None = None,
                  node_parser: NodeParser | None = None,
                  callback_manager: CallbackManager | None = None, verbose: bool = False) -> None:
-        index_filter = to_index_filter(filters)
-        request = SearchRequest.build([], k=similarity_top_k, filter=index_filter, mode=mode,
-                                      weights=weights, fusion=fusion,
-                                      has_colbert=index.store_colbert)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
+        self.filters = filters
+        request = SearchRequest.build([], k=similarity_top_k, mode=mode, weights=weights,
+                                      fusion=fusion, has_colbert=index.store_colbert)
         self._index = index
         self._node_parser = node_parser or Settings.node_parser
         self.similarity_top_k = request.k
         self.mode = request.mode
         self.weights = request.weights
         self.fusion = request.fusion
-        self.filters = filters
-        self._index_filter = index_filter
 
     @classmethod
     def from_nodes(cls, nodes: Sequence[BaseNode], model_name: str = "BAAI/bge-m3", *,
@@ -133,6 +131,17 @@ class BGEM3Retriever(BaseRetriever):
         return self._index
 
     @property
+    def filters(self) -> MetadataFilters | None:
+        """The metadata filters applied to every search; assigning new ones re-validates."""
+        return self._filters
+
+    @filters.setter
+    def filters(self, filters: MetadataFilters | None) -> None:
+        index_filter = to_index_filter(filters)
+        parse_filter(index_filter)
+        self._filters, self._index_filter = filters, index_filter
+
+    @property
     def node_parser(self) -> NodeParser:
         """The splitter applied to documents passed to :meth:`insert`."""
         return self._node_parser
@@ -156,7 +165,7 @@ class BGEM3Retriever(BaseRetriever):
 
     def delete_nodes(self, node_ids: Sequence[str]) -> int:
         """Remove nodes by id (unknown ids are ignored); returns how many were removed."""
-        return self._index.delete(list(node_ids))
+        return self._index.delete(node_ids)
 
     # -- reading -----------------------------------------------------------------------------
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:

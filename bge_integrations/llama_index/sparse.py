@@ -65,6 +65,10 @@ class BGEM3SparseEmbedding(M3Options, BaseSparseEmbedding):
         """Pickle the configuration only; unpickling reloads (or reuses) the weights."""
         return _from_config, (type(self), self.model_dump())
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> BGEM3SparseEmbedding:
+        """A new instance with the same configuration, sharing the cached weights."""
+        return _from_config(type(self), self.model_dump())
+
     def get_text_embedding_batch(self, texts: list[str], show_progress: bool = False,
                                  **kwargs: Any) -> list[SparseEmbedding]:
         """Embed documents ``embed_batch_size`` at a time; the whole input is checked first."""

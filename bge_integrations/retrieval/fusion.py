@@ -7,7 +7,12 @@ hand them here, so the embedded index and the Qdrant index rank by exactly the s
   ``(w_d*dense + w_s*sparse + w_c*colbert) / (w_d + w_s + w_c)`` (``sparse+dense`` when the
   index stores no ColBERT vectors), computed by :func:`~bge_integrations.core.scores.combine_scores`.
 * ``rrf``: weighted reciprocal rank fusion, ``sum_m w_m / (rrf_k + rank_m)`` with 1-based
-  ranks of the candidates under each mode (a zero weight drops that mode).
+  ranks of the candidates under each mode (a zero weight drops that mode). A candidate that
+  shares no token with the query is not ranked by ``sparse`` and gets no sparse term, as in
+  an RRF of result lists where lexical search does not return it.
+
+Both backends list ``hybrid`` candidates by descending dense score and :func:`top_k` keeps
+that order among equal fused scores, so ties (frequent under RRF) go to the higher dense score.
 """
 
 from __future__ import annotations
@@ -72,11 +77,12 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         >>> top_k(np.array([0.1, 0.9, 0.5, 0.9]), 3).tolist()
         [1, 3, 2]
     """
-    n = len(scores)
-    if k >= n:
+    if k >= len(scores):
         return np.argsort(-scores, kind="stable")
-    part = np.argpartition(-scores, k - 1)[:k]
-    return part[np.lexsort((part, -scores[part]))]
+    kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+    above = np.flatnonzero(scores > kth)
+    picked = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
+    return picked[np.lexsort((picked, -scores[picked]))]
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:
@@ -88,15 +94,17 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
 def rrf_scores(parts: Sequence[np.ndarray], weights: Sequence[float], rrf_k: int) -> np.ndarray:
     """Weighted reciprocal rank fusion of score arrays over the same candidates.
 
+    A ``-inf`` score means "not retrieved by this mode": that candidate gets no term from it.
+
     Example:
         >>> rrf_scores([np.array([0.9, 0.1]), np.array([0.2, 0.8])], [1.0, 1.0], 60).round(5)
-        array([0.03252, 0.03252], dtype=float32)
+        array([0.03252, 0.03252])
     """
     out = np.zeros(len(parts[0]), dtype=np.float64)
     for scores, weight in zip(parts, weights):
         if weight > 0:
-            out += weight / (rrf_k + _ranks(scores))
-    return out.astype(np.float32)
+            out += np.where(np.isfinite(scores), weight / (rrf_k + _ranks(scores)), 0.0)
+    return out
 
 
 def fuse(mode: RetrievalMode, fusion: Fusion, parts: Mapping[str, np.ndarray],
@@ -120,8 +128,9 @@ def fuse(mode: RetrievalMode, fusion: Fusion, parts: Mapping[str, np.ndarray],
         return parts[mode.value]
     has_colbert = "colbert" in parts
     if fusion is Fusion.RRF:
-        names = ("dense", "sparse", "colbert") if has_colbert else ("dense", "sparse")
-        return rrf_scores([parts[n] for n in names], weights, rrf_k)
+        lexical = np.where(parts["sparse"] > 0, parts["sparse"], -np.inf)
+        ranked = [parts["dense"], lexical, *([parts["colbert"]] if has_colbert else [])]
+        return rrf_scores(ranked, weights, rrf_k)
     dense, sparse = parts["dense"], parts["sparse"]
     colbert = parts["colbert"] if has_colbert else np.zeros_like(dense)
     combined = combine_scores(dense, sparse, colbert, weights)

@@ -302,6 +302,7 @@ class HybridIndex:
             limit = max(self.candidates, req.k)
             matched = np.flatnonzero(sparse > 0)
             cand = np.union1d(top_k(dense, limit), matched[top_k(sparse[matched], limit)])
+            cand = cand[np.argsort(-dense[cand], kind="stable")]  # fused-score ties: dense wins
         parts = {}
         for name in req.parts:
             if name == "colbert":
