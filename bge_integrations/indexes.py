@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from .core.embedder import BGEEmbedder
 from .core.m3 import HEAD_FILES, BGEM3Embedder
@@ -28,7 +28,7 @@ from .retrieval.persistence import MANIFEST
 __all__ = ["AnyIndex", "MODEL_FILE", "is_m3_model", "embedder_of", "new_index", "save_index",
            "open_index"]
 
-AnyIndex = Union[DenseIndex, HybridIndex]
+AnyIndex = DenseIndex | HybridIndex
 #: written next to a saved HybridIndex: the name or path its embedder was loaded from
 MODEL_FILE = "model.json"
 
@@ -106,7 +106,8 @@ def _hybrid_model(root: Path) -> str:
     if recorded.is_file():
         name = json.loads(recorded.read_text(encoding="utf-8")).get("model")
     else:
-        name = json.loads((root / MANIFEST).read_text(encoding="utf-8")).get("model", {}).get("name")
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        name = manifest.get("model", {}).get("name")
     if not isinstance(name, str):
         msg = f"{str(root)!r}: the saved index names no model; pass model=... to open it."
         raise ValueError(msg)

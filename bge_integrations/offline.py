@@ -48,7 +48,7 @@ def _offline() -> bool:
 
 
 def cache_dir() -> Path:
-    """Where tiny models are kept: ``$BGE_INTEGRATIONS_CACHE``, else ``~/.cache/bge_integrations``."""
+    """Where tiny models live: ``$BGE_INTEGRATIONS_CACHE``, else ``~/.cache/bge_integrations``."""
     explicit = os.environ.get("BGE_INTEGRATIONS_CACHE")
     if explicit:
         return Path(explicit).expanduser()

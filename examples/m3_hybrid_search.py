@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         index.save(tmp)
         reloaded = HybridIndex.load(tmp, m3)
-        same = [h.id for h in reloaded.search(QUERY, k=3)] == [h.id for h in index.search(QUERY, k=3)]
+        before = [h.id for h in index.search(QUERY, k=3)]
+        same = [h.id for h in reloaded.search(QUERY, k=3)] == before
     print(f"\nsaved and reloaded: {len(reloaded)} documents, same ranking: {same}")
     return 0
 

@@ -106,7 +106,8 @@ def test_embed_csv_keeps_ids_and_reads_the_text_column(capsys: pytest.CaptureFix
 BAD_INPUTS = {
     "bad_json.jsonl": ('{"text": "fine"}\n{"text": "broken"\n', "bad_json.jsonl:2: invalid JSON"),
     "no_text.jsonl": ('{"body": "x"}\n', "no_text.jsonl:1: no 'text' field (fields: body)"),
-    "number.jsonl": ('{"text": "fine"}\n\n{"text": 5}\n', "number.jsonl:3: the text must be a string"),
+    "number.jsonl": ('{"text": "fine"}\n\n{"text": 5}\n',
+                     "number.jsonl:3: the text must be a string"),
     "list.jsonl": ('["a", "b"]\n', "list.jsonl:1: expected a JSON object"),
     "ragged.csv": ("id,text\n1,a\n2,b,c\n", "ragged.csv:3: 3 fields, but the header has 2"),
     "no_column.csv": ("id,body\n1,a\n", "no 'text' column in the header (columns: id, body)"),

@@ -6,11 +6,20 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from test_index import (  # noqa: F401 - shared data, helpers and fixtures
+    CORPUS,
+    IDS,
+    METADATAS,
+    QUERIES,
+    assert_ranking,
+    index,
+    m3x,
+    one_torch_thread,
+    reference,
+)
 
 from bge_integrations import HybridIndex
 from bge_integrations.retrieval import parse_filter
-from test_index import (  # noqa: F401 - shared data, helpers and fixtures
-    IDS, METADATAS, QUERIES, assert_ranking, index, m3x, one_torch_thread, reference)
 
 #: (filter, the same condition written in Python)
 FILTER_CASES: list[tuple[dict, Callable[[dict], bool]]] = [
@@ -40,7 +49,7 @@ FILTER_CASES: list[tuple[dict, Callable[[dict], bool]]] = [
 
 @pytest.mark.parametrize(("spec", "predicate"), FILTER_CASES,
                          ids=[str(c[0]) for c in FILTER_CASES])
-def test_filter_operators_return_k_matching_hits(index: HybridIndex, spec: dict,
+def test_filter_operators_return_k_matching_hits(index: HybridIndex, spec: dict,  # noqa: F811
                                                  predicate: Callable[[dict], bool]) -> None:
     matching = {IDS[n] for n, m in enumerate(METADATAS) if predicate(m)}
     for mode in ("dense", "hybrid", "colbert"):
@@ -61,7 +70,7 @@ def test_filter_is_applied_before_top_k(index: HybridIndex, m3x) -> None:  # noq
     assert_ranking(hits, IDS, np.where(np.isin(np.arange(len(IDS)), worst), dense, -np.inf), 3)
 
 
-def test_filtered_hybrid_ranking_equals_brute_force_on_matching_docs(index: HybridIndex,
+def test_filtered_hybrid_ranking_equals_brute_force_on_matching_docs(index: HybridIndex,  # noqa: F811
                                                                      m3x) -> None:  # noqa: F811
     ref = reference(m3x, QUERIES[2])["colbert+sparse+dense"]
     odd = np.array([m["parity"] == "odd" for m in METADATAS])
@@ -99,3 +108,19 @@ def test_parse_filter_semantics() -> None:
 def test_invalid_filters_say_what_is_wrong(spec: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         parse_filter(spec)  # type: ignore[arg-type]
+
+
+def test_cached_filter_masks_follow_changes_and_types(m3x) -> None:  # noqa: F811
+    idx = HybridIndex(m3x, store_colbert=False)
+    idx.add(CORPUS[:4], metadatas=[{"flag": True}, {"flag": 1}, {"flag": 1.0}, {}],
+            ids=IDS[:4])
+
+    def found(spec: dict) -> list[str]:
+        return sorted(h.id for h in idx.search(QUERIES[0], k=10, filter=spec))
+
+    assert found({"flag": True}) == [IDS[0]]
+    assert found({"flag": 1}) == [IDS[1], IDS[2]]  # equal to {"flag": True} under ==
+    assert found({"flag": True}) == [IDS[0]]
+    idx.add([CORPUS[5]], metadatas=[{"flag": True}], ids=[IDS[5]])
+    idx.delete([IDS[0]])
+    assert found({"flag": True}) == [IDS[5]]

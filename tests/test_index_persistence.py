@@ -8,14 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_index import (  # noqa: F401 - shared data, helpers and fixtures
+    CORPUS,
+    IDS,
+    METADATAS,
+    MODES,
+    QUERIES,
+    assert_same_hits,
+    m3x,
+    one_torch_thread,
+)
 
 from bge_integrations import BGEM3Embedder, HybridIndex
-from bge_integrations.retrieval import IndexFileError, ModelMismatchError
-from bge_integrations.retrieval import persistence
+from bge_integrations.retrieval import IndexFileError, ModelMismatchError, persistence
 from bge_integrations.retrieval.persistence import MANIFEST
 from bge_integrations.testing import build_tiny_model
-from test_index import (  # noqa: F401 - shared data, helpers and fixtures
-    CORPUS, IDS, METADATAS, MODES, QUERIES, assert_same_hits, m3x, one_torch_thread)
 
 FILES = ["docs.json", "dense.npy", "sparse_indptr.npy", "sparse_indices.npy",
          "sparse_values.npy", "colbert.npy", "colbert_offsets.npy"]

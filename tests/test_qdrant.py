@@ -8,14 +8,23 @@ import ast
 from pathlib import Path
 
 import pytest
+from test_index import (  # noqa: F401 - shared data, helpers and fixtures
+    CORPUS,
+    IDS,
+    METADATAS,
+    MODES,
+    QUERIES,
+    assert_same_hits,
+    index,
+    m3x,
+    one_torch_thread,
+)
+from test_index_filters import FILTER_CASES
 
 import bge_integrations
 from bge_integrations import BGEM3Embedder, HybridIndex
 from bge_integrations.retrieval.filters import parse_filter
 from bge_integrations.retrieval.qdrant import point_id, to_qdrant_filter
-from test_index import (  # noqa: F401 - shared data, helpers and fixtures
-    CORPUS, IDS, METADATAS, MODES, QUERIES, assert_same_hits, index, m3x, one_torch_thread)
-from test_index_filters import FILTER_CASES
 
 pytest.importorskip("qdrant_client")
 from bge_integrations.retrieval import QdrantHybridIndex  # noqa: E402

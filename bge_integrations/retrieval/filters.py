@@ -16,17 +16,18 @@ key-path syntax).
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 __all__ = ["Condition", "And", "Or", "FilterNode", "parse_filter", "filter_mask",
            "COMPARISONS"]
 
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 #: range operator -> comparison
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
@@ -39,12 +40,28 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _equal(actual: object, expected: Scalar) -> bool:
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
-    if isinstance(expected, str):
-        return isinstance(actual, str) and actual == expected
-    return _is_number(actual) and actual == expected
+def _value_test(op: str, value: Scalar | tuple[Scalar, ...]) -> Callable[[object], bool]:
+    """A fast test of one metadata value: type-aware membership, or a numeric comparison."""
+    if op in COMPARISONS:
+        compare, bound = COMPARISONS[op], value
+        return lambda v: (type(v) is int or type(v) is float) and compare(v, bound)
+    wanted = value if isinstance(value, tuple) else (value,)
+    strs = frozenset(v for v in wanted if isinstance(v, str))
+    bools = frozenset(v for v in wanted if isinstance(v, bool))
+    numbers = frozenset(v for v in wanted if _is_number(v))
+
+    def test(v: object) -> bool:
+        kind = type(v)
+        if kind is str:
+            return v in strs
+        if kind is bool:
+            return v in bools
+        return (kind is int or kind is float) and v in numbers
+
+    return test
+
+
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -54,21 +71,18 @@ class Condition:
     field: str
     op: str
     value: Scalar | tuple[Scalar, ...]
+    _test: Callable[[object], bool] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_test", _value_test(self.op, self.value))
 
     def matches(self, metadata: Mapping[str, Any]) -> bool:
         """Whether a document's metadata satisfies this condition."""
-        if self.field not in metadata:
+        raw = metadata.get(self.field, _MISSING)
+        if raw is _MISSING:
             return self.op == "$ne"
-        raw = metadata[self.field]
-        values = raw if isinstance(raw, list) else [raw]
-        if self.op == "$eq":
-            return any(_equal(v, self.value) for v in values)  # type: ignore[arg-type]
-        if self.op == "$ne":
-            return not any(_equal(v, self.value) for v in values)  # type: ignore[arg-type]
-        if self.op == "$in":
-            return any(_equal(v, x) for v in values for x in self.value)  # type: ignore[union-attr]
-        compare = COMPARISONS[self.op]
-        return any(_is_number(v) and compare(v, self.value) for v in values)
+        hit = any(map(self._test, raw)) if type(raw) is list else self._test(raw)
+        return not hit if self.op == "$ne" else hit
 
 
 @dataclass(frozen=True)
@@ -93,7 +107,7 @@ class Or:
         return any(c.matches(metadata) for c in self.children)
 
 
-FilterNode = Union[Condition, And, Or]
+FilterNode = Condition | And | Or
 
 
 def _scalar(value: object, where: str) -> Scalar:

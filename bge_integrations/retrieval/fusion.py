@@ -5,7 +5,7 @@ hand them here, so the embedded index and the Qdrant index rank by exactly the s
 
 * ``weighted``: FlagEmbedding's ``colbert+sparse+dense`` score,
   ``(w_d*dense + w_s*sparse + w_c*colbert) / (w_d + w_s + w_c)`` (``sparse+dense`` when the
-  index stores no ColBERT vectors), computed by :func:`~bge_integrations.core.scores.combine_scores`.
+  index stores no ColBERT vectors), computed by ``core.scores.combine_scores``.
 * ``rrf``: weighted reciprocal rank fusion, ``sum_m w_m / (rrf_k + rank_m)`` with 1-based
   ranks of the candidates under each mode (a zero weight drops that mode). A candidate that
   shares no token with the query is not ranked by ``sparse`` and gets no sparse term, as in

@@ -40,7 +40,7 @@ import scipy.sparse as sp
 
 from ..core.scores import DEFAULT_WEIGHTS, colbert_scores, sparse_to_csr
 from .contract import DocBatch, Hit, Record, SearchRequest, validate_ids
-from .filters import filter_mask
+from .filters import FilterNode, filter_mask
 from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
 from .locks import RWLock
 from .persistence import (
@@ -61,6 +61,8 @@ _ENCODE_CHUNK = 256
 _QUERY_BLOCK = 64
 #: deleted rows are purged once there are at least this many and more than live rows
 _COMPACT_MIN_DEAD = 1024
+#: filter masks remembered between searches (a retriever usually repeats its filter)
+_MASK_CACHE = 32
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -88,7 +90,7 @@ class HybridIndex:
         >>> from bge_integrations import BGEM3Embedder, HybridIndex
         >>> index = HybridIndex(BGEM3Embedder("BAAI/bge-m3"))  # doctest: +SKIP
         >>> index.add(["BGE-M3 is multilingual.", "Paris is in France."],
-        ...           metadatas=[{"lang": "en"}, {"lang": "en"}], ids=["m3", "paris"])  # doctest: +SKIP
+        ...           ids=["m3", "paris"])  # doctest: +SKIP
         ['m3', 'paris']
         >>> index.search("which model is multilingual?", k=1)[0].id  # doctest: +SKIP
         'm3'
@@ -118,6 +120,7 @@ class HybridIndex:
         self._sparse = SparseRows(self._vocab_size)
         self._colbert = (ColbertStore(self._dim, colbert_dtype, colbert_dir)
                          if self.store_colbert else None)
+        self._masks: dict[str, np.ndarray] = {}  # repr(filter) -> rows it matches
 
     @property
     def m3(self) -> Any:
@@ -168,6 +171,7 @@ class HybridIndex:
 
     def _append(self, batch: DocBatch, dense: np.ndarray, sparse: sp.csr_matrix,
                 colbert: np.ndarray | None) -> None:
+        self._masks.clear()
         replaced = [self._row_of[i] for i in batch.ids if i in self._row_of]
         self._alive.view[replaced] = False
         first = len(self._ids)
@@ -201,6 +205,7 @@ class HybridIndex:
         if dead < max(_COMPACT_MIN_DEAD, len(self._row_of) + 1):
             return
         keep = np.flatnonzero(self._alive.view)
+        self._masks.clear()
         self._ids = [self._ids[r] for r in keep.tolist()]
         self._texts = [self._texts[r] for r in keep.tolist()]
         self._metadatas = [self._metadatas[r] for r in keep.tolist()]
@@ -244,7 +249,7 @@ class HybridIndex:
             Hits, best first.
 
         Example:
-            >>> hits = index.search("capital of France", k=2, filter={"lang": "en"})  # doctest: +SKIP
+            >>> hits = index.search("France", k=2, filter={"lang": "en"})  # doctest: +SKIP
             >>> sorted(hits[0].scores)  # doctest: +SKIP
             ['colbert', 'dense', 'sparse']
         """
@@ -272,7 +277,7 @@ class HybridIndex:
         encoded = self._m3.encode_queries(req.queries, dense=req.needs_dense,
                                           sparse=req.needs_sparse, colbert=req.needs_colbert)
         with self._lock.read():
-            allowed = np.flatnonzero(self._alive.view & filter_mask(req.filter, self._metadatas))
+            allowed = np.flatnonzero(self._matching(req.filter))
             if not allowed.size:
                 return [[] for _ in req.queries]
             results: list[list[Hit]] = []
@@ -290,6 +295,19 @@ class HybridIndex:
                                               None if dense is None else dense[j],
                                               None if sparse is None else sparse[j], q_colbert))
         return results
+
+    def _matching(self, node: FilterNode | None) -> np.ndarray:
+        """Live rows that match the filter (masks are cached until the rows change)."""
+        if node is None:
+            return self._alive.view
+        key = repr(node)  # type-aware, unlike ==: {"x": 1} and {"x": True} differ
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = filter_mask(node, self._metadatas)
+            if len(self._masks) >= _MASK_CACHE:
+                self._masks.clear()
+            self._masks[key] = mask
+        return self._alive.view & mask
 
     def _rank(self, req: SearchRequest, allowed: np.ndarray, dense: np.ndarray | None,
               sparse: np.ndarray | None, q_colbert: np.ndarray | None) -> list[Hit]:
@@ -424,6 +442,7 @@ class HybridIndex:
             self._colbert.attach(folder / "colbert.npy", offsets)
         self._ids, self._texts, self._metadatas = batch.ids, batch.texts, batch.metadatas
         self._row_of = {doc_id: i for i, doc_id in enumerate(batch.ids)}
+        self._masks.clear()
         self._alive.replace(np.ones(count, dtype=bool))
         self._dense.replace(dense)
         self._sparse.replace(sp.csr_matrix((values, indices, indptr),

@@ -218,7 +218,8 @@ def check_model(saved: dict[str, Any], m3: Any) -> None:
     fix = f"load it with BGEM3Embedder({name!r}) or rebuild the index with this model."
     for key, mine in (("name", m3.spec.name), ("dim", m3.dim), ("vocab_size", m3.vocab_size)):
         if saved.get(key) != mine:
-            msg = f"The index was built with {key}={saved.get(key)!r}, this model has {mine!r}; {fix}"
+            msg = (f"The index was built with {key}={saved.get(key)!r}, this model has "
+                   f"{mine!r}; {fix}")
             raise ModelMismatchError(msg)
     colbert = "colbert" in saved.get("heads", [])
     try:

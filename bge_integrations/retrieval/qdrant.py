@@ -30,7 +30,7 @@ import numpy as np
 
 from ..core.scores import DEFAULT_WEIGHTS, sparse_to_arrays
 from .contract import DocBatch, Hit, Record, SearchRequest, validate_ids
-from .filters import And, Condition, FilterNode, Or
+from .filters import And, Condition, FilterNode
 from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
 from .locks import RWLock
 
@@ -80,7 +80,8 @@ def _condition(node: Condition, models: Any) -> Any:
                 isinstance(v, int) and not isinstance(v, bool) for v in values):
             return models.FieldCondition(key=key, match=models.MatchAny(any=values))
         return models.Filter(should=[_equals(key, v, models) for v in values])
-    return models.FieldCondition(key=key, range=models.Range(**{_RANGE_FIELDS[node.op]: node.value}))
+    bound = {_RANGE_FIELDS[node.op]: node.value}
+    return models.FieldCondition(key=key, range=models.Range(**bound))
 
 
 def to_qdrant_filter(node: FilterNode | None) -> Any:

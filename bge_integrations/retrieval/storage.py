@@ -171,7 +171,7 @@ class ColbertStore:
         if offsets[0] != 0 or offsets[-1] != len(array) or np.any(np.diff(offsets) <= 0):
             msg = f"ColBERT offsets do not split the {len(array)} vectors of {path.name} into rows."
             raise ValueError(msg)
-        self._files.append(array)
+        self._files.append(array.view(np.ndarray))  # plain views slice much faster than memmaps
         file = np.full(len(offsets) - 1, len(self._files) - 1, dtype=np.int64)
         self._address.extend(np.stack([file, offsets[:-1], np.diff(offsets)], axis=1))
 
@@ -196,7 +196,7 @@ class ColbertStore:
         self._handle.flush()
         self._tokens += int(lengths.sum())
         self._files[self._live] = np.memmap(self._path, dtype=self.dtype, mode="r",
-                                            shape=(self._tokens, self.dim))
+                                            shape=(self._tokens, self.dim)).view(np.ndarray)
         return np.stack([np.full(len(vectors), self._live), starts, lengths], axis=1)
 
     def extend(self, addresses: np.ndarray) -> None:
