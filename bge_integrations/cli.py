@@ -21,11 +21,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .core.embedder import DEFAULT_MODEL
+from transformers.utils import logging as hf_logging
+
+from .core.embedder import DEFAULT_MODEL, BGEEmbedder
 from .core.hardware import DTYPES
 from .core.registry import Pooling
 from .core.resolve import ModelNotFoundError
-from .textio import InputError
+from .demo import DEMO_QUERIES, print_hits, run_demo
+from .indexes import new_index, open_index, save_index
+from .model_table import models_markdown, models_table
+from .offline import go_offline_if_unreachable, looks_local, tiny_kind_for, tiny_model
+from .retrieval import HybridIndex
+from .textio import InputError, check_output_path, read_records, write_embeddings
 
 __all__ = ["main", "build_parser"]
 
@@ -43,8 +50,6 @@ def _one_line(exc: BaseException) -> str:
 
 def _quiet_transformers() -> None:
     """Loading-progress bars and warnings of transformers would drown the CLI's output."""
-    from transformers.utils import logging as hf_logging
-
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
@@ -133,8 +138,6 @@ def _model_name(args: argparse.Namespace) -> str:
     Before a hub id is resolved the hub is probed once; when it is unreachable the process
     goes offline (so resolution fails in a second instead of after the hub's retries).
     """
-    from .offline import go_offline_if_unreachable, looks_local, tiny_kind_for, tiny_model
-
     if args.tiny:
         kind = tiny_kind_for(args.model)
         path = tiny_model(kind)
@@ -144,9 +147,14 @@ def _model_name(args: argparse.Namespace) -> str:
         if not os.path.isdir(os.path.expanduser(args.model)):
             msg = f"model directory {args.model!r} does not exist."
             raise FileNotFoundError(msg)
-    elif go_offline_if_unreachable():
-        _note("the Hugging Face hub cannot be reached; using local copies only.")
+    else:
+        _offline_if_hub_down()
     return args.model
+
+
+def _offline_if_hub_down() -> None:
+    if go_offline_if_unreachable():
+        _note("the Hugging Face hub cannot be reached; using local copies only.")
 
 
 def _core_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -157,24 +165,18 @@ def _core_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _dense_embedder(args: argparse.Namespace, name: str) -> Any:
-    from .core.embedder import BGEEmbedder
-
+def _dense_embedder(args: argparse.Namespace, name: str) -> BGEEmbedder:
     return BGEEmbedder(name, pooling=args.pooling, trust_remote_code=args.trust_remote_code,
                        **_core_options(args))
 
 
 # -- commands -----------------------------------------------------------------------------------
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .model_table import models_markdown, models_table
-
     sys.stdout.write(models_markdown() if args.markdown else models_table())
     return 0
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from .textio import check_output_path, read_records, write_embeddings
-
     check_output_path(args.output)
     records = read_records(args.input, fmt=args.input_format, text_field=args.text_field,
                            id_field=args.id_field)
@@ -189,27 +191,20 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _cmd_index_build(args: argparse.Namespace) -> int:
-    from .indexes import new_index, save_index
-    from .textio import read_records
-
     records = read_records(args.input, fmt=args.input_format, text_field=args.text_field,
                            id_field=args.id_field)
-    ids = [r.id for r in records]
     index = new_index(_model_name(args), pooling=args.pooling,
                       trust_remote_code=args.trust_remote_code, **_core_options(args))
     index.add([r.text for r in records], metadatas=[r.metadata for r in records],
-              ids=ids if all(i is not None for i in ids) else None)
+              ids=[r.id if r.id is not None else str(i) for i, r in enumerate(records)])
     save_index(index, args.out)
     _note(f"indexed {len(index)} documents ({type(index).__name__}) into {args.out}.")
     return 0
 
 
 def _cmd_index_query(args: argparse.Namespace) -> int:
-    from .demo import print_hits
-    from .indexes import open_index
-    from .retrieval import HybridIndex
-
     hybrid_only = {"--mode": args.mode, "--weights": args.weights, "--fusion": args.fusion}
+    _offline_if_hub_down()  # the index may name a hub id
     index = open_index(args.index, model=args.model, **_core_options(args))
     search_options = {"k": args.k, "filter": _combine_filters(args.filter)}
     if isinstance(index, HybridIndex):
@@ -233,8 +228,6 @@ def _cmd_index_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import DEMO_QUERIES, run_demo
-
     run_demo(args.model, tiny=args.tiny, k=args.k, queries=args.query or DEMO_QUERIES,
              note=_note, **_core_options(args))
     return 0
@@ -272,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
         "build", help="embed a file into an index directory",
         description="Build a HybridIndex (BGE-M3 models: dense + sparse + ColBERT) or a dense "
                     "index (every other model) from a file and save it. Non-text JSONL keys "
-                    "and CSV columns become metadata for filters.")
+                    "and CSV columns become metadata for filters; texts without an id get "
+                    "their position in the file.")
     _add_input_options(build)
     build.add_argument("--out", required=True, help="index directory to write")
     _add_model_options(build)

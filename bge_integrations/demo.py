@@ -22,7 +22,7 @@ from .core.embedder import DEFAULT_MODEL
 from .indexes import embedder_of, is_m3_model, new_index
 from .offline import model_or_fallback, tiny_kind_for, tiny_model
 from .retrieval.contract import Hit
-from .textio import Record, read_records
+from .textio import TextRecord, read_records
 
 __all__ = ["DEMO_QUERIES", "load_corpus", "print_hits", "run_demo"]
 
@@ -33,7 +33,7 @@ DEMO_QUERIES = (
 )
 
 
-def load_corpus() -> list[Record]:
+def load_corpus() -> list[TextRecord]:
     """The bundled corpus: 40 short paragraphs about embeddings and retrieval, with topics."""
     return read_records(str(files("bge_integrations") / "data" / "corpus.jsonl"))
 
@@ -91,9 +91,9 @@ def run_demo(model: str = DEFAULT_MODEL, *, tiny: bool = False, k: int = 3,
               ids=[r.id for r in corpus])
     seconds = time.perf_counter() - start
     embedder = embedder_of(index)
-    kind = ("hybrid index: dense + sparse + colbert" if is_m3_model(model)
-            else f"dense index, {embedder.spec.pooling.value} pooling")
-    print(f"Indexed {len(corpus)} passages with {model} ({kind}, {embedder.dim}-d) "
+    layout = ("hybrid index: dense + sparse + colbert" if is_m3_model(model)
+              else f"dense index, {embedder.spec.pooling.value} pooling")
+    print(f"Indexed {len(corpus)} passages with {model} ({layout}, {embedder.dim}-d) "
           f"in {seconds:.1f} s.", file=out)
     for query in queries:
         print(f"\nQuery: {query}", file=out)

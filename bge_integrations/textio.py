@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-__all__ = ["Record", "InputError", "INPUT_FORMATS", "OUTPUT_FORMATS", "read_records",
+__all__ = ["TextRecord", "InputError", "INPUT_FORMATS", "OUTPUT_FORMATS", "read_records",
            "check_output_path", "write_embeddings"]
 
 #: file suffix -> input format
@@ -37,7 +37,7 @@ class InputError(ValueError):
 
 
 @dataclass
-class Record:
+class TextRecord:
     """One text read from an input file, with its id and the other fields as metadata."""
 
     text: str
@@ -45,7 +45,7 @@ class Record:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def input_format(path: str, given: str | None) -> str:
+def _input_format(path: str, given: str | None) -> str:
     """``given``, or the format implied by the file suffix (``-`` means plain text)."""
     if given is not None:
         return given
@@ -61,7 +61,7 @@ def input_format(path: str, given: str | None) -> str:
 
 
 def read_records(path: str, *, fmt: str | None = None, text_field: str = "text",
-                 id_field: str = "id") -> list[Record]:
+                 id_field: str = "id") -> list[TextRecord]:
     """Read every text of ``path`` (``-``: standard input).
 
     Formats: ``text`` (one text per non-blank line), ``jsonl`` (one JSON object per line with
@@ -72,17 +72,17 @@ def read_records(path: str, *, fmt: str | None = None, text_field: str = "text",
         InputError: the file is missing or not UTF-8, a line is malformed, ids repeat, or
             there is no text at all.
     """
-    fmt = input_format(path, fmt)
+    fmt = _input_format(path, fmt)
     readers = {"text": _read_text, "jsonl": _read_jsonl, "csv": _read_csv, "tsv": _read_csv}
     if fmt not in readers:
         msg = f"unknown input format {fmt!r}; valid: {', '.join(readers)}."
         raise InputError(msg)
-    with _open(path) as stream:
-        try:
+    try:
+        with _open(path) as stream:
             records = list(readers[fmt](stream, path, text_field, id_field, fmt))
-        except UnicodeDecodeError as exc:
-            msg = f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})."
-            raise InputError(msg) from None
+    except UnicodeDecodeError as exc:
+        msg = f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})."
+        raise InputError(msg) from None
     if not records:
         msg = f"{path}: no texts found."
         raise InputError(msg)
@@ -91,8 +91,8 @@ def read_records(path: str, *, fmt: str | None = None, text_field: str = "text",
 
 
 def _open(path: str) -> TextIO:
-    if path == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
+    if path == "-":  # read whole, so that standard input itself stays open
+        return io.StringIO(sys.stdin.buffer.read().decode("utf-8"), newline="")
     file = Path(path).expanduser()
     if not file.exists():
         msg = f"{path}: no such file."
@@ -103,15 +103,15 @@ def _open(path: str) -> TextIO:
     return file.open(encoding="utf-8", newline="")
 
 
-def _read_text(stream: TextIO, path: str, *_: str) -> Iterator[Record]:
+def _read_text(stream: TextIO, path: str, *_: str) -> Iterator[TextRecord]:
     for line in stream:
         text = line.rstrip("\r\n")
         if text.strip():
-            yield Record(text)
+            yield TextRecord(text)
 
 
 def _read_jsonl(stream: TextIO, path: str, text_field: str, id_field: str, _fmt: str
-                ) -> Iterator[Record]:
+                ) -> Iterator[TextRecord]:
     for lineno, line in enumerate(stream, 1):
         if not line.strip():
             continue
@@ -122,7 +122,7 @@ def _read_jsonl(stream: TextIO, path: str, text_field: str, id_field: str, _fmt:
             msg = f"{where}: invalid JSON ({exc.msg} at column {exc.colno})."
             raise InputError(msg) from None
         if isinstance(item, str):
-            yield Record(_text(item, where))
+            yield TextRecord(_text(item, where))
             continue
         if not isinstance(item, dict):
             msg = (f"{where}: expected a JSON object with a {text_field!r} field or a JSON "
@@ -132,7 +132,7 @@ def _read_jsonl(stream: TextIO, path: str, text_field: str, id_field: str, _fmt:
 
 
 def _read_csv(stream: TextIO, path: str, text_field: str, id_field: str, fmt: str
-              ) -> Iterator[Record]:
+              ) -> Iterator[TextRecord]:
     reader = csv.reader(stream, delimiter="\t" if fmt == "tsv" else ",")
     header = next(reader, None)
     if header is None:
@@ -151,7 +151,7 @@ def _read_csv(stream: TextIO, path: str, text_field: str, id_field: str, fmt: st
         yield _record(dict(zip(header, row)), where, text_field, id_field)
 
 
-def _record(item: dict[str, Any], where: str, text_field: str, id_field: str) -> Record:
+def _record(item: dict[str, Any], where: str, text_field: str, id_field: str) -> TextRecord:
     if text_field not in item:
         keys = ", ".join(map(str, item)) or "none"
         msg = f"{where}: no {text_field!r} field (fields: {keys}); pass --text-field."
@@ -161,7 +161,7 @@ def _record(item: dict[str, Any], where: str, text_field: str, id_field: str) ->
     if raw_id is not None and not isinstance(raw_id, str | int):
         msg = f"{where}: {id_field!r} must be a string or an integer, got {type(raw_id).__name__}."
         raise InputError(msg)
-    return Record(text, None if raw_id in (None, "") else str(raw_id), item)
+    return TextRecord(text, None if raw_id in (None, "") else str(raw_id), item)
 
 
 def _text(value: object, where: str) -> str:
@@ -174,7 +174,7 @@ def _text(value: object, where: str) -> str:
     return value
 
 
-def _check_unique_ids(records: Sequence[Record], path: str) -> None:
+def _check_unique_ids(records: Sequence[TextRecord], path: str) -> None:
     seen: set[str] = set()
     for record in records:
         if record.id is None:
@@ -204,7 +204,7 @@ def check_output_path(path: str) -> str:
     return fmt
 
 
-def write_embeddings(path: str, records: Sequence[Record], vectors: np.ndarray) -> None:
+def write_embeddings(path: str, records: Sequence[TextRecord], vectors: np.ndarray) -> None:
     """Write ``vectors`` as a float32 ``.npy`` matrix or as JSONL rows ``{"id", "embedding"}``.
 
     Rows without an id get their 0-based position as id.

@@ -229,6 +229,17 @@ def test_hybrid_index_build_and_query_match_the_library(capsys: pytest.CaptureFi
     assert {h["metadata"]["topic"] for h in subset} == {"bge"}
 
 
+def test_texts_without_ids_get_their_position(capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text("first note\n\nsecond note\nthird note\n", encoding="utf-8")
+    code, _, _ = run(capsys, "index", "build", str(source), "--out", str(tmp_path / "idx"),
+                     "--tiny", "--device", "cpu")
+    assert code == 0
+    code, out, _ = run(capsys, "index", "query", str(tmp_path / "idx"), "note", "--json")
+    assert sorted(json.loads(line)["id"] for line in out.splitlines()) == ["0", "1", "2"]
+
+
 # -- demo -----------------------------------------------------------------------------------------
 def test_demo_with_a_tiny_m3_shows_the_three_scores(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "demo", "--tiny", "--model", "BAAI/bge-m3", "-k", "2",

@@ -105,7 +105,7 @@ def test_store_colbert_false_and_collection_checks(m3x: BGEM3Embedder,  # noqa: 
     reopened = QdrantHybridIndex(m3x, path=str(tmp_path / "q"), collection_name="docs",
                                  store_colbert=False)
     assert len(reopened) == len(CORPUS)  # an existing collection is reused
-    with pytest.raises(ValueError, match="lacks a 'colbert' multivector"):
+    with pytest.raises(ValueError, match="needs a 'colbert' multivector"):
         QdrantHybridIndex(m3x, client=reopened.client, collection_name="docs")
     with pytest.raises(ValueError, match="either client or location"):
         QdrantHybridIndex(m3x, client=reopened.client, location=":memory:")

@@ -188,11 +188,12 @@ class QdrantHybridIndex:
         if "sparse" not in (params.sparse_vectors or {}):
             problems.append("a 'sparse' vector")
         if ("colbert" in vectors) != self.store_colbert:
-            problems.append(f"{'a' if self.store_colbert else 'no'} 'colbert' multivector")
+            problems.append(f"{'a' if self.store_colbert else 'no'} 'colbert' multivector "
+                            f"(store_colbert={self.store_colbert})")
         if problems:
-            msg = (f"Qdrant collection {self.collection_name!r} exists but lacks "
-                   f"{', '.join(problems)} for this model and store_colbert={self.store_colbert};"
-                   " use another collection_name or the settings it was created with.")
+            msg = (f"Qdrant collection {self.collection_name!r} exists with other settings: this "
+                   f"index needs {', '.join(problems)}. Use another collection_name, or the "
+                   "model and store_colbert it was created with.")
             raise ValueError(msg)
 
     def __len__(self) -> int:
