@@ -77,10 +77,12 @@ def test_vectors_equal_the_core(which: str, request: pytest.FixtureRequest) -> N
     emb: BGEEmbedding = request.getfixturevalue(which)
     core = emb.embedder
     assert isinstance(core, BGEEmbedder)
-    _close([emb.get_query_embedding(q) for q in QUERIES], core.encode_queries(QUERIES))
-    _close(emb.get_text_embedding(TEXTS[0]), core.encode_documents(TEXTS[:1])[0])
-    _close(emb.get_text_embedding_batch(TEXTS), core.encode_documents(TEXTS))
-    assert len(emb.get_query_embedding("x")) == core.dim
+    queries = [emb.get_query_embedding(q) for q in QUERIES]
+    _close(queries, core.encode_queries(QUERIES))
+    assert len(queries[0]) == core.dim
+    documents = core.encode_documents(TEXTS)
+    _close(emb.get_text_embedding(TEXTS[0]), documents[0])
+    _close(emb.get_text_embedding_batch(TEXTS), documents)
 
 
 def test_queries_get_the_instruction_documents_do_not(bert: BGEEmbedding,

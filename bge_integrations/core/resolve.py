@@ -65,7 +65,7 @@ def resolve_model_dir(name_or_path: str) -> str:
             tried.append("hub: skipped (HF_HUB_OFFLINE is set)")
         else:
             try:
-                return snapshot_download(name_or_path, ignore_patterns=_skip_for(name_or_path))
+                return _download(name_or_path)
             except Exception as exc:  # noqa: BLE001
                 tried.append(f"hub: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
     packaged = packaged_model_dir(name_or_path)
@@ -77,14 +77,11 @@ def resolve_model_dir(name_or_path: str) -> str:
     raise ModelNotFoundError(msg)
 
 
-def _skip_for(repo_id: str) -> list[str]:
-    """Skip duplicate weight formats: prefer safetensors when the repo has them."""
-    try:
-        from huggingface_hub import list_repo_files
+def _download(repo_id: str) -> str:
+    """Fetch a hub repo, skipping duplicate weight formats (``.bin`` when safetensors exist)."""
+    from huggingface_hub import snapshot_download
 
-        files = list_repo_files(repo_id)
-    except Exception:  # noqa: BLE001 - fall back to the plain skip list
-        return _SKIP
-    if any(f.endswith(".safetensors") for f in files):
-        return [*_SKIP, "*.bin"]
-    return _SKIP
+    path = snapshot_download(repo_id, ignore_patterns=[*_SKIP, "*.bin"])
+    if not any(Path(path).glob("*.safetensors")):  # the repo publishes only .bin weights
+        path = snapshot_download(repo_id, ignore_patterns=_SKIP)
+    return path
