@@ -278,7 +278,8 @@ def main() -> None:
         rows.append(bench_qdrant(n, args))
         print(rows[-1], flush=True)
         gc.collect()
-    text = report(rows, [float16_error(q) for q in (2, 8, 32)], args, (load_start, os.getloadavg()[0]))
+    fp16 = [float16_error(q) for q in (2, 8, 32)]
+    text = report(rows, fp16, args, (load_start, os.getloadavg()[0]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .core.embedder import BGEEmbedder
 from .core.m3 import BGEM3Embedder
@@ -18,6 +18,8 @@ __all__ = ["EmbedderOptions", "M3Options"]
 
 class M3Options(BaseModel):
     """Options of the BGE-M3 embedder (no pooling or instruction: BGE-M3 fixes them)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     device: str = Field(default="auto", description="'auto' (cuda > mps > cpu), 'cpu', 'cuda:0'.")
     dtype: str = Field(default="auto", description="'auto', 'float32', 'float16', 'bfloat16', 'int8'.")
@@ -29,6 +31,10 @@ class M3Options(BaseModel):
                                          description="Most padded tokens per forward pass.")
     show_progress: bool = Field(default=False, description="Show a progress bar.")
     trust_remote_code: bool = Field(default=False, description="Run the checkpoint's own code.")
+    max_texts_per_call: int | None = Field(default=None, gt=0,
+                                           description="Reject calls with more texts.")
+    max_tokens_per_call: int | None = Field(default=None, gt=0,
+                                            description="Reject calls with more tokens.")
 
     def core_options(self) -> dict[str, Any]:
         """The option values as keyword arguments of the core embedder."""

@@ -217,3 +217,11 @@ def test_max_tokens_per_call_is_enforced_before_any_forward_pass(tiny_bert: str)
     assert emb.encode(["a b c"]).shape == (1, emb.dim)
     with pytest.raises(ValueError, match="max_tokens_per_call=20"):
         emb.encode(["panda " * 100, "panda " * 100])
+
+
+def test_path_objects_are_accepted(tiny_bert: str) -> None:
+    from pathlib import Path
+
+    emb = BGEEmbedder(Path(tiny_bert), device="cpu")
+    assert emb.model_name == tiny_bert
+    np.testing.assert_allclose(emb.encode(["a"]), BGEEmbedder(tiny_bert).encode(["a"]), atol=1e-6)

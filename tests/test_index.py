@@ -277,7 +277,8 @@ def test_encoder_failure_mid_add_leaves_index_unchanged(m3x: BGEM3Embedder,
     def flaky(texts: list[str], **kw: bool):  # noqa: ANN202 - fails on the second chunk
         calls.append(texts)
         if len(calls) == 2:
-            raise RuntimeError("out of memory")
+            msg = "out of memory"
+            raise RuntimeError(msg)
         return real(texts, **kw)
 
     monkeypatch.setattr(m3x, "encode_documents", flaky)

@@ -127,11 +127,13 @@ def test_crash_mid_save_leaves_previous_index_readable(
     real_replace = persistence.os.replace
 
     def disk_full(*args: object, **kwargs: object) -> None:
-        raise OSError("disk full")
+        msg = "disk full"
+        raise OSError(msg)
 
     def power_cut_before_manifest(src: str, dst: str) -> None:
         if str(dst).endswith(MANIFEST):
-            raise OSError("power cut")
+            msg = "power cut"
+            raise OSError(msg)
         real_replace(src, dst)
 
     if fail_at == "write":  # dies while writing the data files

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - shared fixtures
 
 from bge_integrations import BGEM3Embedder, Hit, HybridIndex
 from bge_integrations.retrieval import Record
 from bge_integrations.retrieval import index as index_module
-from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - shared fixtures
 
 #: k that returns every matching document
 ALL = 10_000
@@ -176,7 +176,8 @@ def test_eight_threads_write_and_search_one_index(m3x: BGEM3Embedder,  # noqa: F
                                                   tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   record_property: Callable) -> None:
-    """8 threads add, upsert, delete and search their own groups of one HybridIndex, all upsert one shared id, a 9th thread saves snapshots, and compaction runs after every few deletes.
+    """8 threads add, upsert, delete and search their own groups of one HybridIndex, all upsert one
+    shared id, a 9th thread saves snapshots, and compaction runs after every few deletes.
 
     Checks: no exception; every search returns unique ids, each group whole and in one
     version, and the thread's own groups exactly as it left them; each saved snapshot loads
@@ -240,7 +241,9 @@ def test_eight_threads_write_and_search_one_index(m3x: BGEM3Embedder,  # noqa: F
 
 def test_hundred_asyncio_calls_on_one_index_and_embedder(m3x: BGEM3Embedder,  # noqa: F811
                                                          record_property: Callable) -> None:
-    """100 concurrent asyncio.to_thread calls on one HybridIndex and its BGEM3Embedder: each adds its group, searches (filtered to its own and the base documents), deletes every other group, searches again and encodes a query (dense + sparse + ColBERT).
+    """100 concurrent asyncio.to_thread calls on one HybridIndex and its BGEM3Embedder: each adds
+    its group, searches (filtered to its own and the base documents), deletes every other group,
+    searches again and encodes a query (dense + sparse + ColBERT).
 
     Checks: no exception; every search is consistent and shows the call's own writes; the
     encodings equal serial ones within 1e-6; the final state equals the serial run.

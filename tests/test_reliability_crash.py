@@ -24,11 +24,11 @@ from typing import Any, TextIO
 
 import numpy as np
 import pytest
+from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - shared fixtures
 
 from bge_integrations import BGEM3Embedder, Hit, HybridIndex
 from bge_integrations.retrieval import IndexFileError, ModelMismatchError
 from bge_integrations.retrieval.persistence import MANIFEST
-from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - shared fixtures
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL")
 
@@ -275,10 +275,11 @@ def debris(directory: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("first_save", [True, False], ids=["first-save", "later-save"])
-def test_kill_before_every_disk_change_of_a_save(server: ForkServer, m3x: BGEM3Embedder,  # noqa: F811
-                                                      tmp_path: Path, first_save: bool,
-                                                      record_property: Callable) -> None:
-    """SIGKILL a save just before each of its disk-changing calls in turn (mkdir, open for writing, rename, remove, rmtree, ...): the first save of a new directory, or a save over an existing one.
+def test_kill_before_every_disk_change_of_a_save(
+        server: ForkServer, m3x: BGEM3Embedder,  # noqa: F811
+        tmp_path: Path, first_save: bool, record_property: Callable) -> None:
+    """SIGKILL a save just before each of its disk-changing calls in turn (mkdir, open for writing,
+    rename, remove, rmtree, ...): the first save of a new directory, or a save over an existing one.
 
     Checks after every kill: load returns exactly the last completed save (before any, a
     clear "holds no saved index" error). Over an existing save, each next worker loads the
@@ -313,7 +314,9 @@ def test_kill_before_every_disk_change_of_a_save(server: ForkServer, m3x: BGEM3E
     "save there raises 'not empty and holds no saved index' (only .tmp-* names are ignored)"))
 def test_save_after_a_killed_first_save(server: ForkServer, m3x: BGEM3Embedder,  # noqa: F811
                                         tmp_path: Path, record_property: Callable) -> None:
-    """SIGKILL the first save of a new directory before each of its last 3 disk-changing calls (the switch: rename of the generation, staged manifest, manifest rename), then save again into that directory.
+    """SIGKILL the first save of a new directory before each of its last 3 disk-changing calls (the
+    switch: rename of the generation, staged manifest, manifest rename), then save again into that
+    directory.
 
     Checks: the next save succeeds and loads as the last completed save.
     """
@@ -336,7 +339,8 @@ def test_save_after_a_killed_first_save(server: ForkServer, m3x: BGEM3Embedder, 
     "killed save leaks up to a full copy of the index"))
 def test_killed_saves_leave_no_debris(server: ForkServer, m3x: BGEM3Embedder,  # noqa: F811
                                       tmp_path: Path, record_property: Callable) -> None:
-    """SIGKILL 5 saves over an existing index at different points, then save once more without a kill.
+    """SIGKILL 5 saves over an existing index at different points, then save once more without a
+    kill.
 
     Checks: the directory holds only the manifest and the generation it names (killed saves
     must not leak a copy of the index each).
@@ -357,7 +361,8 @@ def test_killed_saves_leave_no_debris(server: ForkServer, m3x: BGEM3Embedder,  #
 
 def test_random_sigkill_during_repeated_saves(server: ForkServer, m3x: BGEM3Embedder,  # noqa: F811
                                              tmp_path: Path, record_property: Callable) -> None:
-    """A worker adds, upserts and deletes documents and saves after each step; it is SIGKILLed after a random delay (0-0.3 s), and the next worker continues from what is on disk.
+    """A worker adds, upserts and deletes documents and saves after each step; it is SIGKILLed after
+    a random delay (0-0.3 s), and the next worker continues from what is on disk.
 
     Checks after every kill: load returns exactly the last completed save (the last ``done``
     mark, or the save whose mark the kill cut off), with the same search results as the
@@ -417,7 +422,8 @@ def data_files(path: Path) -> list[Path]:
 def test_random_bit_flips_and_truncations_are_detected_or_harmless(
         saved_index: tuple[Path, HybridIndex], m3x: BGEM3Embedder,  # noqa: F811
         record_property: Callable) -> None:
-    """Flip one random bit (40 per file, manifest included), truncate a file at a random length (5 per file) or delete it, then load.
+    """Flip one random bit (40 per file, manifest included), truncate a file at a random length (5
+    per file) or delete it, then load.
 
     Checks: load raises IndexFileError / ModelMismatchError, or returns an index whose
     config, records and search results (every mode, weighted and RRF) equal the original:

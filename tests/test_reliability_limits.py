@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - shared fixtures
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder, HybridIndex
 from bge_integrations.core.engine import Engine
-from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - shared fixtures
 
 #: batches above this many texts "run out of GPU memory"
 OOM_ABOVE = 3
@@ -80,7 +80,8 @@ def test_oom_backoff_keeps_every_output_in_order(kind: str, tiny_bert: str,
                                                  m3x: BGEM3Embedder,  # noqa: F811
                                                  spy: Callable[..., ForwardSpy],
                                                  record_property: Callable) -> None:
-    """Encode 23 texts of mixed lengths while every forward pass of more than 3 texts raises torch.OutOfMemoryError (BGEEmbedder queries; BGE-M3 dense + sparse + ColBERT documents).
+    """Encode 23 texts of mixed lengths while every forward pass of more than 3 texts raises
+    torch.OutOfMemoryError (BGEEmbedder queries; BGE-M3 dense + sparse + ColBERT documents).
 
     Checks: the outputs equal the run without OOM (1e-6) in input order; batches were
     retried smaller and each text was embedded exactly once.
@@ -145,7 +146,8 @@ def test_oom_on_a_single_text_is_raised(tiny_bert: str, spy: Callable[..., Forwa
 def test_oom_backoff_through_the_index(m3x: BGEM3Embedder,  # noqa: F811
                                        spy: Callable[..., ForwardSpy],
                                        record_property: Callable) -> None:
-    """HybridIndex.add of 14 documents and search_many of 4 queries while forward passes above 2 texts raise torch.OutOfMemoryError.
+    """HybridIndex.add of 14 documents and search_many of 4 queries while forward passes above 2
+    texts raise torch.OutOfMemoryError.
 
     Checks: every document is stored, and the hits and scores equal an index built without
     OOM.
@@ -170,7 +172,8 @@ def test_oom_backoff_through_the_index(m3x: BGEM3Embedder,  # noqa: F811
 def test_every_forward_pass_stays_within_its_budget(tiny_bert: str,
                                                     spy: Callable[..., ForwardSpy],
                                                     record_property: Callable) -> None:
-    """20 random batches (1-40 texts of 1-80 words) through an embedder with batch_size=8 and max_batch_tokens=256.
+    """20 random batches (1-40 texts of 1-80 words) through an embedder with batch_size=8 and
+    max_batch_tokens=256.
 
     Checks: no forward pass holds more than 8 texts or more than 256 padded tokens (unless
     it is a single text), and the outputs equal one-by-one encoding in input order.
@@ -198,7 +201,8 @@ def test_every_forward_pass_stays_within_its_budget(tiny_bert: str,
 def test_per_call_limits_reach_index_users_before_any_work(
         m3x: BGEM3Embedder, spy: Callable[..., ForwardSpy],  # noqa: F811
         record_property: Callable) -> None:
-    """A BGE-M3 with max_texts_per_call=4 and max_tokens_per_call=200 behind a HybridIndex: add 5 documents, add 2 long ones, search_many 5 queries.
+    """A BGE-M3 with max_texts_per_call=4 and max_tokens_per_call=200 behind a HybridIndex: add 5
+    documents, add 2 long ones, search_many 5 queries.
 
     Checks: each raises ValueError naming the limit and the fix, before any forward pass;
     the index is unchanged.

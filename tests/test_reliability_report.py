@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from reliability_report import DOC, Collector, Row, described_tests, render, summary
+from reliability_report import DOC, Collector, Row, described_tests, merge, render, summary
 
 
 def documented_tests() -> dict[str, str]:
@@ -14,8 +14,7 @@ def documented_tests() -> dict[str, str]:
         cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
         if len(cells) != 6 or not cells[1].startswith("`"):
             continue
-        function = cells[1].strip("`").split("[")[0]
-        out[f"{cells[0]}::{function}"] = cells[2].replace("\\|", "|")
+        out[f"{cells[0]}::{cells[1].split('`')[1]}"] = cells[2].replace("\\|", "|")
     return out
 
 
@@ -27,7 +26,8 @@ def test_reliability_doc_lists_the_current_tests() -> None:
 
 
 def test_rows_record_outcomes_and_observations() -> None:
-    """The collector turns a passed, a failed and an expected-failure report into rows."""
+    """The collector turns passed, failed and expected-failure reports into rows, and the
+    rows of one test's parameter sets merge into one."""
 
     class Report:
         def __init__(self, nodeid: str, outcome: str, when: str = "call", **extra: object) -> None:
@@ -42,10 +42,15 @@ def test_rows_record_outcomes_and_observations() -> None:
                                               "failed"))
     collector.pytest_runtest_logreport(Report("tests/test_reliability_limits.py::test_c",
                                               "skipped", wasxfail="bug 1"))
+    collector.pytest_runtest_logreport(Report("tests/test_reliability_crash.py::test_b[y]",
+                                              "passed"))
     rows = list(collector.rows.values())
     assert [(r.area, r.test, r.outcome) for r in rows] == [
         ("crash", "test_a", "held"), ("crash", "test_b[x]", "**FAILED**"),
-        ("limits", "test_c", "did not hold (known bug: bug 1)")]
+        ("limits", "test_c", "did not hold (known bug: bug 1)"), ("crash", "test_b[y]", "held")]
+    assert [(r.test, r.iterations, r.outcome) for r in merge(rows)] == [
+        ("`test_a`", "3", "held"), ("`test_b` [x, y]", "6", "held for 1/2; [x] **FAILED**"),
+        ("`test_c`", "3", "did not hold (known bug: bug 1)")]
     table = render([Row("crash", "test_a", "tried | this", "3", "a | b", "held")])
     assert "| crash | `test_a` | tried \\| this | 3 | a \\| b | held |" in table
     assert summary("First line\n  goes on.\n\nDetails.") == "First line goes on."

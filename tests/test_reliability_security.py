@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - shared fixtures
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder, HybridIndex
 from bge_integrations.retrieval import IndexFileError
 from bge_integrations.retrieval.persistence import MANIFEST
-from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - shared fixtures
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bge_integrations"
 #: modules that deserialize with pickle (or run code while loading)
@@ -73,7 +73,9 @@ def unsafe_calls(source: str, filename: str = "<source>") -> list[str]:
 
 
 def test_library_source_has_no_pickle_eval_or_unsafe_loads(record_property: Callable) -> None:
-    """AST scan of every module of bge_integrations/ for pickle/dill/joblib/marshal imports, eval/exec, torch.load without weights_only=True, np.load(allow_pickle=True), yaml.load, read_pickle, torch.jit.load and hard-coded trust_remote_code=True.
+    """AST scan of every module of bge_integrations/ for pickle/dill/joblib/marshal imports,
+    eval/exec, torch.load without weights_only=True, np.load(allow_pickle=True), yaml.load,
+    read_pickle, torch.jit.load and hard-coded trust_remote_code=True.
 
     Checks: nothing is found, and the same scan flags each of those patterns in a bad sample
     (so the scan can fail).
@@ -107,7 +109,7 @@ class _Payload:
 def _plant_payload(path: Path, marker: Path) -> None:
     path.write_bytes(pickle.dumps({"weight": _Payload(marker)}, protocol=2))
     with path.open("rb") as f:  # the payload is live: plain pickle runs it
-        pickle.load(f)  # noqa: S301 - the point of the test
+        pickle.load(f)
     assert marker.exists()
     marker.rmdir()
 
@@ -115,7 +117,8 @@ def _plant_payload(path: Path, marker: Path) -> None:
 @pytest.mark.parametrize("head", ["colbert", "sparse"])
 def test_malicious_pickle_head_file_is_not_executed(tiny_m3: str, tmp_path: Path, head: str,
                                                     record_property: Callable) -> None:
-    """A pickle whose loading runs code (creates a marker) replaces colbert_linear.pt / sparse_linear.pt; BGE-M3 then encodes with that head.
+    """A pickle whose loading runs code (creates a marker) replaces colbert_linear.pt /
+    sparse_linear.pt; BGE-M3 then encodes with that head.
 
     Checks: the payload is live (plain pickle.load runs it); our load raises and the marker
     is never created.
@@ -125,7 +128,7 @@ def test_malicious_pickle_head_file_is_not_executed(tiny_m3: str, tmp_path: Path
     marker = tmp_path / "pwned"
     _plant_payload(model / f"{head}_linear.pt", marker)
     m3 = BGEM3Embedder(str(model), device="cpu")
-    with pytest.raises(Exception) as info:  # noqa: PT011 - any error, as long as nothing ran
+    with pytest.raises(Exception) as info:
         m3.encode_documents(["hello"], dense=False, sparse=head == "sparse",
                             colbert=head == "colbert")
     assert not marker.exists()
@@ -136,12 +139,13 @@ def test_malicious_pickle_head_file_is_not_executed(tiny_m3: str, tmp_path: Path
     "core/m3.py _load_head: torch.load(weights_only=True) raises torch's UnpicklingError, which "
     "does not name the file and advises re-running with weights_only=False"))
 def test_malicious_pickle_head_file_error_is_clear(tiny_m3: str, tmp_path: Path) -> None:
-    """A pickle with code in place of colbert_linear.pt gives an error that names the file and does not advise weights_only=False."""
+    """A pickle with code in place of colbert_linear.pt gives an error that names the file and does
+    not advise weights_only=False."""
     model = tmp_path / "bge-m3"
     shutil.copytree(tiny_m3, model)
     _plant_payload(model / "colbert_linear.pt", tmp_path / "pwned")
     m3 = BGEM3Embedder(str(model), device="cpu")
-    with pytest.raises(Exception) as info:  # noqa: PT011 - the message is what is checked
+    with pytest.raises(Exception) as info:
         m3.encode_documents(["hello"], colbert=True)
     assert "colbert_linear.pt" in str(info.value)
     assert "weights_only` set to `False` will likely succeed" not in str(info.value)
@@ -158,7 +162,7 @@ def test_malicious_pytorch_model_bin_is_not_executed(tiny_bert: str, tmp_path: P
     (model / "model.safetensors").unlink()
     marker = tmp_path / "pwned"
     _plant_payload(model / "pytorch_model.bin", marker)
-    with pytest.raises(Exception) as info:  # noqa: PT011 - any error, as long as nothing ran
+    with pytest.raises(Exception) as info:
         BGEEmbedder(str(model), device="cpu")
     assert not marker.exists()
     record_property("held", f"refused with {type(info.value).__name__}; no code ran")
@@ -167,7 +171,8 @@ def test_malicious_pytorch_model_bin_is_not_executed(tiny_bert: str, tmp_path: P
 def test_remote_code_runs_only_with_trust_remote_code(tiny_bert: str, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       record_property: Callable) -> None:
-    """A checkpoint whose config.json auto_map points at its own modeling file, which creates a marker file when imported.
+    """A checkpoint whose config.json auto_map points at its own modeling file, which creates a
+    marker file when imported.
 
     Checks: without trust_remote_code the marker never appears (the built-in class loads);
     with trust_remote_code=True it does (so the check can fail).
@@ -251,7 +256,8 @@ def small_index(m3x: BGEM3Embedder, tmp_path: Path  # noqa: F811
     colbert_dir = tmp_path / "colbert"
     colbert_dir.mkdir()
     index = HybridIndex(counting, colbert_dir=colbert_dir)
-    index.add(CORPUS[:4], ids=[f"doc-{i}" for i in range(4)], metadatas=[{"i": i} for i in range(4)])
+    index.add(CORPUS[:4], ids=[f"doc-{i}" for i in range(4)],
+              metadatas=[{"i": i} for i in range(4)])
     return index, counting, colbert_dir
 
 
@@ -273,7 +279,8 @@ def _assert_rejected_before_writing(index: HybridIndex, counting: CountingM3, co
 @pytest.mark.parametrize("ids", list(BAD_IDS.values()), ids=list(BAD_IDS))
 def test_bad_ids_are_rejected_before_anything_is_written(small_index: tuple, ids: object,
                                                          record_property: Callable) -> None:
-    """add() with an id that is NUL, a control or bidi-override character, a lone surrogate, empty, over 512 characters, not a str, a duplicate, or a bare string.
+    """add() with an id that is NUL, a control or bidi-override character, a lone surrogate, empty,
+    over 512 characters, not a str, a duplicate, or a bare string.
 
     Checks: ValueError/TypeError before any text is encoded; length, records, search results
     and the ColBERT staging files are unchanged. (Path-like ids such as "../../etc/passwd" are
@@ -288,7 +295,8 @@ def test_bad_ids_are_rejected_before_anything_is_written(small_index: tuple, ids
 @pytest.mark.parametrize("metadata", list(BAD_METADATA.values()), ids=list(BAD_METADATA))
 def test_metadata_without_a_faithful_json_form_is_rejected(small_index: tuple, metadata: object,
                                                            record_property: Callable) -> None:
-    """add() with metadata that JSON cannot hold as given: sets, objects, bytes, complex, NaN/±inf, non-str keys (top level or nested), circular references, a lone surrogate, a non-dict.
+    """add() with metadata that JSON cannot hold as given: sets, objects, bytes, complex, NaN/±inf,
+    non-str keys (top level or nested), circular references, a lone surrogate, a non-dict.
 
     Checks: ValueError/TypeError before any text is encoded; the index and its files are
     unchanged.
@@ -313,8 +321,10 @@ EXAMPLES = 12
 @given(st.lists(st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=5), min_size=1,
                 max_size=4))
 def test_json_metadata_round_trips_exactly(m3x: BGEM3Embedder, tmp_path: Path,  # noqa: F811
+                                           record_property: Callable,
                                            metadatas: list[dict[str, Any]]) -> None:
-    """Hypothesis: arbitrary JSON metadata (Unicode keys, nested lists and dicts, big ints, floats incl. -0.0 and subnormals) through add, get, save and load.
+    """Hypothesis: arbitrary JSON metadata (Unicode keys, nested lists and dicts, big ints, floats
+    incl. -0.0 and subnormals) through add, get, save and load.
 
     Checks: get returns exactly what was given (type-aware: True stays a bool, 1.0 a float),
     before and after a save/load round trip.
@@ -326,6 +336,8 @@ def test_json_metadata_round_trips_exactly(m3x: BGEM3Embedder, tmp_path: Path,  
     index.save(target)
     for idx in (index, HybridIndex.load(target, m3x)):
         assert _typed([r.metadata for r in idx.get(ids)]) == _typed(metadatas)
+    record_property("iterations", EXAMPLES)
+    record_property("held", f"{EXAMPLES} generated batches stored and reloaded exactly")
 
 
 def _typed(value: object) -> object:
@@ -367,7 +379,9 @@ def test_save_and_load_refuse_a_file_path(small_index: tuple, tmp_path: Path,
 
 def test_symlinks_in_an_index_directory_are_never_followed_out(
         small_index: tuple, saved_dir: Path, tmp_path: Path, record_property: Callable) -> None:
-    """An index directory whose manifest.json, generation folder or a data file is a symlink to outside it, or whose manifest names generation "../outside/victim"; load and save over it each time.
+    """An index directory whose manifest.json, generation folder or a data file is a symlink to
+    outside it, or whose manifest names generation "../outside/victim"; load and save over it each
+    time.
 
     Checks: load rejects the "../victim" generation; saving over the directory replaces the
     links themselves, never writes or deletes anything outside; the result loads.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -24,19 +25,19 @@ _OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
 class EncoderBase:
     """Loading, options and the engine shared by :class:`BGEEmbedder` and ``BGEM3Embedder``."""
 
-    def __init__(self, model_name_or_path: str, spec: ModelSpec, *, device: str = "auto",
-                 dtype: str = "auto", query_max_length: int | None = None,
+    def __init__(self, model_name_or_path: str | os.PathLike[str], spec: ModelSpec, *,
+                 device: str = "auto", dtype: str = "auto", query_max_length: int | None = None,
                  passage_max_length: int | None = None, normalize: bool = True,
                  batch_size: int = 256, max_batch_tokens: int | None = None,
                  show_progress: bool = False, trust_remote_code: bool = False,
                  max_texts_per_call: int | None = None,
                  max_tokens_per_call: int | None = None) -> None:
+        self.model_name = os.fspath(model_name_or_path)
         if spec.trust_remote_code and not trust_remote_code:
-            msg = (f"Model {model_name_or_path!r} needs its own modelling code "
+            msg = (f"Model {self.model_name!r} needs its own modelling code "
                    "(trust_remote_code=True in the registry). Remote code is off by default; "
                    "pass trust_remote_code=True if you trust the model's source.")
             raise ValueError(msg)
-        self.model_name = model_name_or_path
         self._spec = spec
         self.query_max_length = _positive(query_max_length, min(512, spec.max_length),
                                           "query_max_length")
@@ -44,7 +45,7 @@ class EncoderBase:
                                             "passage_max_length")
         self.normalize = bool(normalize)
         self.max_texts_per_call = max_texts_per_call
-        self._loaded: LoadedModel = load_model(model_name_or_path, device=device, dtype=dtype,
+        self._loaded: LoadedModel = load_model(self.model_name, device=device, dtype=dtype,
                                                trust_remote_code=trust_remote_code)
         self._engine = Engine(self._loaded, batch_size=batch_size,
                               max_batch_tokens=max_batch_tokens, show_progress=show_progress,

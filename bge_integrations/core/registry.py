@@ -287,12 +287,13 @@ def list_models() -> list[ModelSpec]:
         return list(_REGISTRY.values())
 
 
-def resolve_spec(name_or_path: str, **overrides: object) -> ModelSpec:
+def resolve_spec(name_or_path: str | os.PathLike[str], **overrides: object) -> ModelSpec:
     """The registry entry for a model with explicit keyword overrides applied.
 
     Overrides whose value is ``None`` are ignored, except ``query_instruction`` which may be
     set to ``""`` to switch the instruction off. A model not in the registry needs ``pooling``.
     """
+    name_or_path = os.fspath(name_or_path)
     given = {k: v for k, v in overrides.items() if v is not None}
     spec = find_spec(name_or_path)
     if spec is None:
