@@ -250,7 +250,9 @@ def table(model: str, n_texts: int, n_tokens: int, results: dict[str, dict]) -> 
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
         tps = n_tokens / r["encode_s"]
-        diff = "-" if ref is None else f"{np.max(np.abs(np.load(r['embeddings']) - ref)):.1e}"
+        if ref is not None:
+            r["max_abs_diff_vs_flag"] = float(np.max(np.abs(np.load(r["embeddings"]) - ref)))
+        diff = "-" if ref is None else f"{r['max_abs_diff_vs_flag']:.1e}"
         ratio = "-" if ours is None or name == OURS else f"{r['encode_s'] / ours['encode_s']:.2f}x"
         lines.append(f"| {name} | {tps:,.0f} | {n_texts / r['encode_s']:,.1f} | "
                      f"{r['encode_s']:.1f} | {r['load_s']:.2f} | {r['peak_rss_mb']:,.0f} | "
@@ -258,8 +260,7 @@ def table(model: str, n_texts: int, n_tokens: int, results: dict[str, dict]) -> 
     return "\n".join(lines)
 
 
-def machine_md() -> str:
-    desc = machine_description()
+def machine_md(desc: dict[str, str]) -> str:
     return "\n".join(f"- {k}: {v}" for k, v in desc.items())
 
 
@@ -318,7 +319,17 @@ def main() -> int:
     texts = make_texts(n_texts, args.passage_share, tokenizer)
     texts_file = work / "texts.json"
     texts_file.write_text(json.dumps(texts))
-    sections = []
+    stamp = dt.datetime.now(dt.timezone.utc)
+    header = (f"Measured {stamp:%Y-%m-%d %H:%M} UTC, commit {git_rev()}, "
+              f"`python benchmarks/bench_encode.py{' --quick' if args.quick else ''}`; "
+              f"{args.threads} torch threads per contender, each contender in its own process, "
+              "one encode call each (first-call cost included). Speed-up = contender's encode "
+              "time / bge_integrations' encode time (float32).")
+    suffix = "-quick" if args.quick else ""
+    out = RESULTS / f"encode-{stamp:%Y-%m-%d}{suffix}.md"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    machine = machine_description()
+    sections: list[str] = []
     raw: dict[str, dict] = {}
     try:
         for model in models:
@@ -347,33 +358,25 @@ def main() -> int:
                       file=sys.stderr, flush=True)
             sections.append(table(label, len(texts), n_tokens, results))
             raw[model] = {"n_texts": len(texts), "n_tokens": n_tokens, "results": results}
+            # written after every model, so a run cut short still leaves its finished tables
+            tables = "\n\n".join(sections)
+            out.write_text(f"# bench_encode {stamp:%Y-%m-%d}{suffix}\n\n{header}\n\n"
+                           f"## Machine\n\n{machine_md(machine)}\n\n## Results\n\n{tables}\n")
+            out.with_suffix(".json").write_text(json.dumps(
+                {"header": header, "machine": machine, "models": raw}, indent=1))
     finally:
-        shutil.rmtree(work / "models", ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
-    stamp = dt.datetime.now(dt.timezone.utc)
-    header = (f"Measured {stamp:%Y-%m-%d %H:%M} UTC, commit {git_rev()}, "
-              f"`python benchmarks/bench_encode.py{' --quick' if args.quick else ''}`; "
-              f"{args.threads} torch threads per contender, each contender in its own process, "
-              "one encode call each (first-call cost included). Speed-up = contender's encode "
-              "time / bge_integrations' encode time (float32).")
     tables = "\n\n".join(sections)
     print(tables)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    suffix = "-quick" if args.quick else ""
-    out = RESULTS / f"encode-{stamp:%Y-%m-%d}{suffix}.md"
-    out.write_text(f"# bench_encode {stamp:%Y-%m-%d}{suffix}\n\n{header}\n\n## Machine\n\n"
-                   f"{machine_md()}\n\n## Results\n\n{tables}\n")
-    (RESULTS / f"encode-{stamp:%Y-%m-%d}{suffix}.json").write_text(json.dumps(
-        {"header": header, "machine": machine_description(), "models": raw}, indent=1))
     print(f"\nwrote {out}", file=sys.stderr)
     if not args.quick and not args.no_docs:
-        write_docs(tables, header + f" Machine: {_short_machine()}.")
+        write_docs(tables, header + f" Machine: {_short_machine(machine)}.")
         print(f"updated {DOCS}", file=sys.stderr)
     return 0
 
 
-def _short_machine() -> str:
-    d = machine_description()
+def _short_machine(d: dict[str, str]) -> str:
     return (f"{d['cpu']}, {d['cores']} cores, flags: {d['flags']} (no {d['missing flags']}), "
             f"torch {d['torch']}, transformers {d['transformers']}")
 

@@ -1,7 +1,8 @@
 """BGE embedding models as first-class LangChain and LlamaIndex components.
 
-The core (``BGEEmbedder``, ``BGEM3Embedder``, ``HybridIndex``) has no framework dependency;
-the adapters live in ``bge_integrations.langchain`` and ``bge_integrations.llama_index``.
+The core (``BGEEmbedder``, ``BGEM3Embedder``, ``HybridIndex``, ``DenseIndex``) has no framework
+dependency; the adapters live in ``bge_integrations.langchain`` and
+``bge_integrations.llama_index``.
 """
 
 from .core import (
@@ -18,7 +19,7 @@ from .core import (
     list_models,
     register_model,
 )
-from .retrieval import Hit, HybridIndex
+from .retrieval import DenseIndex, Hit, HybridIndex
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "BGEM3Embedder",
     "M3Output",
     "HybridIndex",
+    "DenseIndex",
     "Hit",
     "ModelSpec",
     "Family",

@@ -62,8 +62,13 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Callable[..., ForwardSpy]:
 
 
 def oom_above(limit: int) -> Callable[[int], BaseException | None]:
-    return lambda n: torch.OutOfMemoryError(f"CUDA out of memory (simulated, {n} texts)") if (
-        n > limit) else None
+    """Fail batches of more than ``limit`` texts with a simulated GPU out-of-memory error."""
+
+    def fail(n: int) -> BaseException | None:
+        return torch.OutOfMemoryError(f"CUDA out of memory (simulated, {n} texts)") if (
+            n > limit) else None
+
+    return fail
 
 
 def assert_same_m3(got: Any, want: Any) -> None:
@@ -226,6 +231,58 @@ def test_per_call_limits_reach_index_users_before_any_work(
     record_property("iterations", len(cases))
     record_property("held", "3/3 rejected with the limit named, before any forward pass; "
                             "index unchanged")
+
+
+def test_per_call_limits_through_the_adapters(tiny_bert: str,
+                                              m3x: BGEM3Embedder,  # noqa: F811
+                                              spy: Callable[..., ForwardSpy],
+                                              record_property: Callable) -> None:
+    """max_texts_per_call=2 and max_tokens_per_call=20 set on LangChain BGEEmbeddings /
+    BGEM3SparseEmbeddings and LlamaIndex BGEEmbedding / BGEM3SparseEmbedding (sync and async
+    calls over the limits), and 0 or -1 as the limit.
+
+    Checks: every call over a limit raises ValueError naming it before any forward pass;
+    calls within the limits work; 0 and -1 are refused when the adapter is built.
+    """
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from bge_integrations.langchain import BGEEmbeddings, BGEM3SparseEmbeddings
+    from bge_integrations.llama_index import BGEEmbedding, BGEM3SparseEmbedding
+
+    limits = {"device": "cpu", "max_texts_per_call": 2, "max_tokens_per_call": 20,
+              "passage_max_length": 16}
+    lc_dense = BGEEmbeddings(model_name=tiny_bert, **limits)
+    lc_sparse = BGEM3SparseEmbeddings(model_name=m3x.model_name, **limits)
+    li_dense = BGEEmbedding(model_name=tiny_bert, embed_batch_size=10, **limits)
+    li_sparse = BGEM3SparseEmbedding(model_name=m3x.model_name, **limits)
+    three, long = ["a", "b", "c"], ["panda " * 50, "bear " * 50]
+    calls = [
+        (lambda: lc_dense.embed_documents(three), "max_texts_per_call=2"),
+        (lambda: lc_dense.embed_documents(long), "max_tokens_per_call=20"),
+        (lambda: asyncio.run(lc_dense.aembed_documents(three)), "max_texts_per_call=2"),
+        (lambda: lc_sparse.embed_documents(three), "max_texts_per_call=2"),
+        (lambda: li_dense.get_text_embedding_batch(three), "max_texts_per_call=2"),
+        (lambda: li_dense.get_text_embedding_batch(long), "max_tokens_per_call=20"),
+        (lambda: asyncio.run(li_dense.aget_text_embedding_batch(three)), "max_texts_per_call=2"),
+        (lambda: li_sparse.get_text_embedding_batch(three), "max_texts_per_call=2"),
+    ]
+    forward = spy()
+    for call, match in calls:
+        with pytest.raises(ValueError, match=match):
+            call()
+    assert forward.attempts == []
+    assert len(lc_dense.embed_documents(["a", "b"])) == 2
+    assert len(li_dense.get_text_embedding_batch(three[:2])) == 2
+    for adapter in (BGEEmbeddings, BGEEmbedding):
+        for bad in (0, -1):
+            with pytest.raises(ValidationError, match="max_texts_per_call"):
+                adapter(model_name=tiny_bert, device="cpu", max_texts_per_call=bad)
+    record_property("iterations", len(calls) + 4)
+    record_property("held", (
+        f"{len(calls)}/{len(calls)} over-limit calls rejected with the limit named, before any "
+        "forward pass; in-limit calls work; 0 and -1 refused at construction"))
 
 
 @pytest.mark.xfail(strict=True, reason=(

@@ -238,14 +238,8 @@ BAD_METADATA = {
     "int-key": {1: "x"}, "tuple-key": {(1, 2): "x"}, "nested-set": {"a": [{"s": {1}}]},
     "nested-nan": {"a": {"b": [math.nan]}}, "circular": _circular(), "not-a-dict": ["x"],
     "complex": {"c": 1j},
-    "nested-int-key": pytest.param({"a": {1: "x", "1": "y"}}, marks=pytest.mark.xfail(
-        strict=True, reason="retrieval/contract.py _metadata: keys are checked only at the top "
-        "level; json.dumps turns nested 1 into '1', so {'a': {1: 'x', '1': 'y'}} is stored as "
-        "{'a': {'1': 'y'}} (a value is lost silently)")),
-    "lone-surrogate": pytest.param({"s": "\ud800"}, marks=pytest.mark.xfail(
-        strict=True, reason="retrieval/contract.py _metadata: a str with a lone surrogate passes "
-        "the json round trip (ensure_ascii escapes it), then every later save fails with "
-        "UnicodeEncodeError writing docs.json")),
+    "nested-int-key": {"a": {1: "x", "1": "y"}}, "lone-surrogate": {"s": "\ud800"},
+    "surrogate-key": {"k\udfff": 1},
 }
 
 

@@ -10,38 +10,22 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-try:
-    import llama_index.core  # noqa: F401
-except ImportError as exc:
-    msg = ("bge_integrations.llama_index needs llama-index-core, which is not installed; "
-           "install it with `pip install bge-integrations[llama-index]`.")
-    raise ImportError(msg) from exc
+from .._lazy import lazy_exports, require
+
+require("llama_index.core", package="llama-index-core", extra="llama-index", user=__name__)
 
 if TYPE_CHECKING:
     from .embedding import BGEEmbedding
     from .retriever import BGEM3Retriever
     from .sparse import BGEM3SparseEmbedding
 
-#: public name -> submodule defining it (imported on first use)
-_MODULES = {
+__all__ = ["BGEEmbedding", "BGEM3SparseEmbedding", "BGEM3Retriever"]
+
+# public name -> submodule defining it (imported on first use)
+__getattr__, __dir__ = lazy_exports(__name__, {
     "BGEEmbedding": "embedding",
     "BGEM3SparseEmbedding": "sparse",
     "BGEM3Retriever": "retriever",
-}
-
-__all__ = ["BGEEmbedding", "BGEM3SparseEmbedding", "BGEM3Retriever"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MODULES:
-        module = importlib.import_module(f".{_MODULES[name]}", __name__)
-        return getattr(module, name)
-    msg = f"module {__name__!r} has no attribute {name!r}"
-    raise AttributeError(msg)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+}, __all__)

@@ -1,10 +1,12 @@
-"""Hybrid retrieval over BGE-M3: the embedded :class:`HybridIndex` and the Qdrant backend.
+"""Retrieval: the embedded :class:`HybridIndex` (BGE-M3), its Qdrant backend, and
+:class:`DenseIndex` (dense-only, any other model).
 
 ``QdrantHybridIndex`` needs the ``[qdrant]`` extra; ``qdrant_client`` is imported only when
 one is created.
 """
 
 from .contract import Hit, Record
+from .dense import DenseIndex
 from .filters import parse_filter
 from .fusion import Fusion, RetrievalMode
 from .index import HybridIndex
@@ -13,6 +15,7 @@ from .qdrant import QdrantHybridIndex
 
 __all__ = [
     "HybridIndex",
+    "DenseIndex",
     "QdrantHybridIndex",
     "Hit",
     "Record",

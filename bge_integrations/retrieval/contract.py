@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,8 @@ from ..core.scores import DEFAULT_WEIGHTS, check_weights
 from .filters import FilterNode, parse_filter
 from .fusion import Fusion, RetrievalMode, coerce_fusion, coerce_mode
 
-__all__ = ["Hit", "Record", "DocBatch", "SearchRequest", "validate_ids", "MAX_ID_LENGTH"]
+__all__ = ["Hit", "Record", "DocBatch", "SearchRequest", "validate_ids", "single_query",
+           "MAX_ID_LENGTH"]
 
 #: longest accepted document id, in characters
 MAX_ID_LENGTH = 512
@@ -81,6 +82,20 @@ def validate_ids(ids: object, name: str = "ids") -> list[str]:
     return list(ids)
 
 
+def single_query(query: object) -> list[str]:
+    """``[query]``, the argument ``search`` hands to ``search_many``; a ``TypeError`` unless
+    ``query`` is a str.
+
+    Example:
+        >>> single_query("what is BGE?")
+        ['what is BGE?']
+    """
+    if not isinstance(query, str):
+        msg = f"query must be a str, got {type(query).__name__}; use search_many for lists."
+        raise TypeError(msg)
+    return [query]
+
+
 def _metadata(value: object, i: int) -> dict[str, Any]:
     if value is None:
         return {}
@@ -88,12 +103,29 @@ def _metadata(value: object, i: int) -> dict[str, Any]:
         msg = f"metadatas[{i}] must be a dict with str keys (or None), got {value!r:.80}."
         raise ValueError(msg)
     try:
-        # the round trip stores plain JSON, detached from the caller's objects
-        return json.loads(json.dumps(dict(value), allow_nan=False))
+        text = json.dumps(dict(value), allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")  # a lone surrogate passes json.dumps but can never be saved
+        bad = [k for k in _keys(value) if not isinstance(k, str)]
+        if bad:  # json.dumps would turn 1 into "1" silently (and merge it with a "1" key)
+            msg = f"key {bad[0]!r} is not a str"
+            raise TypeError(msg)
     except (TypeError, ValueError) as exc:
         msg = (f"metadatas[{i}] is not JSON-serialisable ({exc}); use str, int, float, bool, "
                "None, lists and dicts of those.")
         raise ValueError(msg) from None
+    # the round trip stores plain JSON, detached from the caller's objects
+    return json.loads(text)
+
+
+def _keys(value: object) -> Iterator[object]:
+    """Every dict key inside ``value`` (which ``json.dumps`` accepted: no cycles)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield key
+            yield from _keys(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _keys(item)
 
 
 @dataclass(frozen=True)

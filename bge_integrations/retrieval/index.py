@@ -29,7 +29,6 @@ or delete completely or not at all, and a rejected call leaves the index unchang
 from __future__ import annotations
 
 import copy
-import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -40,17 +39,22 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.scores import DEFAULT_WEIGHTS, colbert_scores, sparse_to_csr
-from .contract import DocBatch, Hit, Record, SearchRequest, validate_ids
+from .contract import DocBatch, Hit, Record, SearchRequest, single_query, validate_ids
 from .filters import FilterNode, filter_mask
 from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
 from .locks import RWLock
 from .persistence import (
+    DOCS_FILE,
     IndexFileError,
     check_model,
+    expect_files,
     load_array,
     model_fingerprint,
     open_directory,
+    read_docs,
+    reading,
     save_directory,
+    write_docs,
 )
 from .storage import COLBERT_DTYPES, ColbertStore, GrowArray, SparseRows
 
@@ -254,11 +258,8 @@ class HybridIndex:
             >>> sorted(hits[0].scores)  # doctest: +SKIP
             ['colbert', 'dense', 'sparse']
         """
-        if not isinstance(query, str):
-            msg = f"query must be a str, got {type(query).__name__}; use search_many for lists."
-            raise TypeError(msg)
-        return self.search_many([query], k=k, filter=filter, mode=mode, weights=weights,
-                                fusion=fusion)[0]
+        return self.search_many(single_query(query), k=k, filter=filter, mode=mode,
+                                weights=weights, fusion=fusion)[0]
 
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None,
@@ -354,10 +355,9 @@ class HybridIndex:
 
     def _write(self, folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
         rows = np.flatnonzero(self._alive.view)
-        docs = {"ids": [self._ids[r] for r in rows.tolist()],
-                "texts": [self._texts[r] for r in rows.tolist()],
-                "metadatas": [self._metadatas[r] for r in rows.tolist()]}
-        (folder / "docs.json").write_text(json.dumps(docs, ensure_ascii=False), encoding="utf-8")
+        write_docs(folder, [self._ids[r] for r in rows.tolist()],
+                   [self._texts[r] for r in rows.tolist()],
+                   [self._metadatas[r] for r in rows.tolist()])
         np.save(folder / "dense.npy", self._dense.view[rows])
         matrix = self._sparse.matrix(rows)
         np.save(folder / "sparse_indptr.npy", matrix.indptr.astype(np.int64))
@@ -399,30 +399,17 @@ class HybridIndex:
             msg = f"the manifest of {str(directory)!r} is corrupted ({exc!r})."
             raise IndexFileError(msg) from None
         check_model(manifest.get("model", {}), m3)
-        expected = {"docs.json", "dense.npy", "sparse_indptr.npy", "sparse_indices.npy",
+        expected = {DOCS_FILE, "dense.npy", "sparse_indptr.npy", "sparse_indices.npy",
                     "sparse_values.npy"}
         if index.store_colbert:
             expected |= {"colbert.npy", "colbert_offsets.npy"}
-        if set(manifest["files"]) != expected:
-            msg = (f"the manifest of {str(directory)!r} lists files {sorted(manifest['files'])}, "
-                   f"expected {sorted(expected)}; the saved index is corrupted.")
-            raise IndexFileError(msg)
-        try:
+        expect_files(manifest, expected, directory)
+        with reading(directory):
             index._read(folder, count)
-        except IndexFileError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            msg = f"the saved index in {str(directory)!r} is inconsistent: {exc}"
-            raise IndexFileError(msg) from None
         return index
 
     def _read(self, folder: Path, count: int) -> None:
-        docs = json.loads((folder / "docs.json").read_text(encoding="utf-8"))
-        ids, texts, metadatas = docs["ids"], docs["texts"], docs["metadatas"]
-        batch = DocBatch.build(texts, metadatas, ids)
-        if len(batch.ids) != count:
-            msg = f"docs.json holds {len(batch.ids)} documents, the manifest says {count}."
-            raise ValueError(msg)
+        batch = read_docs(folder, count)
         dense = load_array(folder / "dense.npy", dtype="float32", ndim=2)
         indptr = load_array(folder / "sparse_indptr.npy", dtype="int64", ndim=1)
         indices = load_array(folder / "sparse_indices.npy", dtype="int32", ndim=1)

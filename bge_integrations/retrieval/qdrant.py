@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..core.scores import DEFAULT_WEIGHTS, sparse_to_arrays
-from .contract import DocBatch, Hit, Record, SearchRequest, validate_ids
+from .contract import DocBatch, Hit, Record, SearchRequest, single_query, validate_ids
 from .filters import And, Condition, FilterNode
 from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
 from .locks import RWLock
@@ -257,11 +257,8 @@ class QdrantHybridIndex:
                weights: Sequence[float] = DEFAULT_WEIGHTS,
                fusion: str | Fusion = Fusion.WEIGHTED) -> list[Hit]:
         """The ``k`` best documents for one query (see :meth:`HybridIndex.search`)."""
-        if not isinstance(query, str):
-            msg = f"query must be a str, got {type(query).__name__}; use search_many for lists."
-            raise TypeError(msg)
-        return self.search_many([query], k=k, filter=filter, mode=mode, weights=weights,
-                                fusion=fusion)[0]
+        return self.search_many(single_query(query), k=k, filter=filter, mode=mode,
+                                weights=weights, fusion=fusion)[0]
 
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None,

@@ -6,7 +6,7 @@ it says so in one line and uses the all-MiniLM-L6-v2 weights that the ``gt-all-m
 package ships (mean pooling).
 
 Example:
-    >>> from bge_integrations.demo import run_demo
+    >>> from bge_integrations.cli.demo import run_demo
     >>> run_demo(k=1)  # doctest: +SKIP
 """
 
@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from importlib.resources import files
 from typing import Any, TextIO
 
-from .core.embedder import DEFAULT_MODEL
+from ..core.embedder import DEFAULT_MODEL
+from ..offline import model_or_fallback, tiny_kind_for, tiny_model
+from ..retrieval.contract import Hit
 from .indexes import embedder_of, is_m3_model, new_index
-from .offline import model_or_fallback, tiny_kind_for, tiny_model
-from .retrieval.contract import Hit
 from .textio import TextRecord, read_records
 
 __all__ = ["DEMO_QUERIES", "load_corpus", "print_hits", "run_demo"]

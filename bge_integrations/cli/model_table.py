@@ -1,7 +1,7 @@
 """The model registry rendered as a terminal table or as the Markdown page ``docs/models.md``.
 
 Example:
-    >>> from bge_integrations.model_table import models_markdown
+    >>> from bge_integrations.cli.model_table import models_markdown
     >>> models_markdown().splitlines()[0]
     '# Models'
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from .core.registry import ModelSpec, list_models
+from ..core.registry import ModelSpec, list_models
 
 __all__ = ["models_table", "models_markdown", "MARKDOWN_COMMAND"]
 

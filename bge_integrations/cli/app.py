@@ -1,4 +1,5 @@
-"""The ``bge-integrations`` command: list models, embed files, build and query indexes, demo.
+"""The ``bge-integrations`` command's argument parser and subcommands (``main`` is re-exported
+by :mod:`bge_integrations.cli`): list models, embed files, build and query indexes, demo.
 
 Every expected failure (bad path, unknown model, malformed input line, bad option value) is
 reported as one ``bge-integrations: error: ...`` line on stderr with exit status 1; usage
@@ -23,15 +24,15 @@ from typing import Any
 
 from transformers.utils import logging as hf_logging
 
-from .core.embedder import DEFAULT_MODEL, BGEEmbedder
-from .core.hardware import DTYPES
-from .core.registry import Pooling
-from .core.resolve import ModelNotFoundError
+from ..core.embedder import DEFAULT_MODEL, BGEEmbedder
+from ..core.hardware import DTYPES
+from ..core.registry import Pooling
+from ..core.resolve import ModelNotFoundError
+from ..offline import go_offline_if_unreachable, looks_local, tiny_kind_for, tiny_model
+from ..retrieval import HybridIndex
 from .demo import DEMO_QUERIES, print_hits, run_demo
 from .indexes import new_index, open_index, save_index
 from .model_table import models_markdown, models_table
-from .offline import go_offline_if_unreachable, looks_local, tiny_kind_for, tiny_model
-from .retrieval import HybridIndex
 from .textio import InputError, check_output_path, read_records, write_embeddings
 
 __all__ = ["main", "build_parser"]
@@ -324,6 +325,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@
 Every problem in an input file is an :class:`InputError` whose message names the file and line.
 
 Example:
-    >>> from bge_integrations.textio import read_records
+    >>> from bge_integrations.cli.textio import read_records
     >>> records = read_records("corpus.jsonl")  # doctest: +SKIP
     >>> records[0].id, records[0].text[:20], records[0].metadata  # doctest: +SKIP
     ('doc-1', 'BGE is an embedding', {'topic': 'bge'})

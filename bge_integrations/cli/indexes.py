@@ -1,11 +1,13 @@
 """The right index for a model (HybridIndex for BGE-M3, DenseIndex otherwise), saved and reopened.
 
-A saved :class:`DenseIndex` records its model itself. Next to a saved :class:`HybridIndex`
-:func:`save_index` writes ``model.json`` with the name or path the embedder was loaded from,
-so :func:`open_index` reloads that exact copy (a local directory, not only a hub id).
+``index build``, ``index query`` and the demo work on either kind through these helpers.
+A saved :class:`DenseIndex` records where its model was loaded from in its manifest. Next to a
+saved :class:`HybridIndex` :func:`save_index` writes ``model.json`` with the name or path the
+embedder was loaded from, so :func:`open_index` reloads that exact copy (a local directory,
+not only a hub id).
 
 Example:
-    >>> from bge_integrations.indexes import new_index, open_index, save_index
+    >>> from bge_integrations.cli.indexes import new_index, open_index, save_index
     >>> index = new_index("BAAI/bge-m3")  # doctest: +SKIP
     >>> index.add(["BGE-M3 is multilingual."]); save_index(index, "my-index")  # doctest: +SKIP
     >>> open_index("my-index").search("multilingual model", k=1)  # doctest: +SKIP
@@ -18,12 +20,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .core.embedder import BGEEmbedder
-from .core.m3 import HEAD_FILES, BGEM3Embedder
-from .core.registry import Family, find_spec
-from .dense_index import INDEX_FILE, DenseIndex
-from .retrieval import HybridIndex
-from .retrieval.persistence import MANIFEST
+from ..core.embedder import BGEEmbedder
+from ..core.m3 import HEAD_FILES, BGEM3Embedder
+from ..core.registry import Family, find_spec
+from ..retrieval import DenseIndex, HybridIndex
+from ..retrieval.persistence import MANIFEST, saved_kind
 
 __all__ = ["AnyIndex", "MODEL_FILE", "is_m3_model", "embedder_of", "new_index", "save_index",
            "open_index"]
@@ -91,9 +92,10 @@ def open_index(path: str | os.PathLike[str], *, model: str | None = None,
         FileNotFoundError: ``path`` is not a directory holding a saved index.
     """
     root = Path(path).expanduser()
-    if (root / INDEX_FILE).is_file():
+    kind = saved_kind(root)
+    if kind == "dense":
         return DenseIndex.load(root, model=model, **core_options)
-    if (root / MANIFEST).is_file():
+    if kind == "hybrid":
         return HybridIndex.load(root, BGEM3Embedder(model or _hybrid_model(root),
                                                     **core_options))
     what = "does not exist" if not root.exists() else "holds no saved index"
