@@ -15,9 +15,9 @@ import pytest
 import bge_integrations
 from bge_integrations import HybridIndex, list_models
 from bge_integrations.cli import main
+from bge_integrations.cli.textio import read_records
 from bge_integrations.core.resolve import ModelNotFoundError
 from bge_integrations.offline import FALLBACK_MODEL, model_or_fallback
-from bge_integrations.textio import read_records
 
 CORPUS = Path(bge_integrations.__file__).parent / "data" / "corpus.jsonl"
 PROG = "bge-integrations"

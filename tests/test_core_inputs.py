@@ -225,3 +225,8 @@ def test_path_objects_are_accepted(tiny_bert: str) -> None:
     emb = BGEEmbedder(Path(tiny_bert), device="cpu")
     assert emb.model_name == tiny_bert
     np.testing.assert_allclose(emb.encode(["a"]), BGEEmbedder(tiny_bert).encode(["a"]), atol=1e-6)
+
+
+def test_lone_surrogates_are_rejected_with_the_index(bert_embedder: BGEEmbedder) -> None:
+    with pytest.raises(ValueError, match=r"texts\[1\] is not valid Unicode"):
+        bert_embedder.encode(["fine", "bad \ud800 text"])

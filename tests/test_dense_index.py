@@ -1,16 +1,22 @@
-"""DenseIndex: the dense-only index of the CLI and the demo, and the index helpers around it."""
+"""DenseIndex: the dense-only index (any non-M3 model), its persistence and concurrency, and
+the CLI's index helpers around it. Patterns shared with HybridIndex: test_index*.py."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bge_integrations import BGEEmbedder, HybridIndex
-from bge_integrations.dense_index import INDEX_FILE, VECTORS_FILE, DenseIndex
-from bge_integrations.indexes import is_m3_model, new_index, open_index, save_index
+from bge_integrations import BGEEmbedder, DenseIndex, HybridIndex
+from bge_integrations.cli.indexes import is_m3_model, new_index, open_index, save_index
+from bge_integrations.retrieval import IndexFileError, ModelMismatchError
+from bge_integrations.retrieval.dense import VECTORS_FILE
+from bge_integrations.retrieval.persistence import DOCS_FILE, MANIFEST, IndexNotFoundError
+from bge_integrations.testing import TINY_CORPUS, build_tiny_model
 
 TEXTS = ["The giant panda is a bear.", "Paris is in France.", "Rust is a language.",
          "Pandas eat bamboo."]
@@ -56,14 +62,21 @@ def test_add_upserts_and_delete_ignores_unknown_ids(index: DenseIndex) -> None:
     assert len(index) == 3
 
 
+def generation(directory: Path) -> Path:
+    return directory / json.loads((directory / MANIFEST).read_text())["generation"]
+
+
 def test_save_and_load_round_trip_without_pickle(index: DenseIndex, tmp_path: Path,
                                                  tiny_bert: str) -> None:
     target = tmp_path / "idx"
     index.save(target)
     index.save(target)  # replacing an existing save
-    assert sorted(p.name for p in target.iterdir()) == [INDEX_FILE, VECTORS_FILE]
-    manifest = json.loads((target / INDEX_FILE).read_text())
-    assert manifest["model"] == tiny_bert and manifest["pooling"] == "cls"
+    assert sorted(p.name for p in target.iterdir()) == sorted([MANIFEST, generation(target).name])
+    assert sorted(p.name for p in generation(target).iterdir()) == sorted([DOCS_FILE,
+                                                                           VECTORS_FILE])
+    manifest = json.loads((target / MANIFEST).read_text())
+    assert manifest["format"] == "bge-integrations/dense-index" and manifest["count"] == 4
+    assert manifest["model"]["source"] == tiny_bert and manifest["model"]["pooling"] == "cls"
     loaded = DenseIndex.load(target, device="cpu")
     assert len(loaded) == 4
     before = [h.id for h in index.search("bamboo", k=4)]
@@ -73,10 +86,13 @@ def test_save_and_load_round_trip_without_pickle(index: DenseIndex, tmp_path: Pa
 def test_load_rejects_a_model_of_another_dimension(index: DenseIndex, tmp_path: Path,
                                                    minilm_dir: str) -> None:
     index.save(tmp_path / "idx")
-    with pytest.raises(ValueError, match="32-d vectors but the embedder makes 384-d"):
+    with pytest.raises(ModelMismatchError, match="32-d vectors but the embedder makes 384-d"):
         DenseIndex.load(tmp_path / "idx", model=minilm_dir, device="cpu")
     with pytest.raises(FileNotFoundError, match="not a dense index"):
         DenseIndex.load(tmp_path)
+    with pytest.raises(IndexNotFoundError, match="holds no saved index"):
+        DenseIndex.load(tmp_path)
+    assert issubclass(IndexNotFoundError, IndexFileError)
 
 
 def test_index_helpers_pick_and_reopen_either_kind(tmp_path: Path, tiny_bert: str,
@@ -93,3 +109,197 @@ def test_index_helpers_pick_and_reopen_either_kind(tmp_path: Path, tiny_bert: st
         assert reopened.search("bamboo", k=1)[0].id == built.search("bamboo", k=1)[0].id
     with pytest.raises(ValueError, match="CLS pooling"):
         new_index(tiny_m3, pooling="mean")
+
+
+def test_search_many_equals_search_and_checks_its_inputs(index: DenseIndex) -> None:
+    queries = ["what do pandas eat?", "capital of France"]
+    many = index.search_many(queries, k=3, filter={"year": {"$gte": 2021}})
+    for query, hits in zip(queries, many):
+        one = index.search(query, k=3, filter={"year": {"$gte": 2021}})
+        assert [h.id for h in hits] == [h.id for h in one]
+        assert [h.score for h in hits] == pytest.approx([h.score for h in one], abs=1e-6)
+    assert index.search_many([], k=3) == []
+    with pytest.raises(TypeError, match="use search_many for lists"):
+        index.search(["a list"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        index.search("x", k=0)
+
+
+# -- persistence: the checksummed layout of retrieval/persistence.py ------------------------------
+@pytest.fixture
+def saved(index: DenseIndex, tmp_path: Path) -> Path:
+    index.save(tmp_path / "index")
+    return tmp_path / "index"
+
+
+def _flip_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) - 3] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", [DOCS_FILE, VECTORS_FILE])
+def test_bit_flip_in_any_file_is_detected(saved: Path, bert_embedder: BGEEmbedder,
+                                          name: str) -> None:
+    _flip_bit(generation(saved) / name)
+    with pytest.raises(IndexFileError, match=f"{name}' fails its sha256 check"):
+        DenseIndex.load(saved, bert_embedder)
+
+
+@pytest.mark.parametrize("name", [DOCS_FILE, VECTORS_FILE])
+def test_truncated_or_missing_file_is_detected(saved: Path, bert_embedder: BGEEmbedder,
+                                               name: str) -> None:
+    path = generation(saved) / name
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(IndexFileError, match="truncated"):
+        DenseIndex.load(saved, bert_embedder, verify=False)  # sizes are checked even so
+    path.unlink()
+    with pytest.raises(IndexFileError, match="is missing"):
+        DenseIndex.load(saved, bert_embedder)
+
+
+def _edit_manifest(directory: Path, edit) -> None:  # noqa: ANN001 - a dict -> None function
+    manifest = json.loads((directory / MANIFEST).read_text())
+    edit(manifest)
+    (directory / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _rewrite(directory: Path, name: str, write) -> None:  # noqa: ANN001 - a Path -> None function
+    """Replace one data file and record it in the manifest, as a buggy writer would."""
+    from bge_integrations.retrieval import persistence
+
+    path = generation(directory) / name
+    write(path)
+    _edit_manifest(directory, lambda m: m["files"].__setitem__(name, {
+        "bytes": path.stat().st_size, "sha256": persistence._sha256(path)}))
+
+
+@pytest.mark.parametrize(("corrupt", "match"), [
+    (lambda d: (d / MANIFEST).write_text("{not json"), "cannot be read as JSON"),
+    (lambda d: _edit_manifest(d, lambda m: m.update(format_version=99)),
+     "version 99.*Upgrade bge-integrations"),
+    (lambda d: _edit_manifest(d, lambda m: m["files"].pop(VECTORS_FILE)),
+     "expected \\['dense.npy', 'docs.json'\\]"),
+    (lambda d: _edit_manifest(d, lambda m: m.update(count=99)), "manifest says 99"),
+    (lambda d: _edit_manifest(d, lambda m: m.pop("model")), "inconsistent: 'model'"),
+    (lambda d: _rewrite(d, VECTORS_FILE, lambda p: np.save(p, np.load(p).astype(np.float64))),
+     "holds a float64 array"),
+    (lambda d: _rewrite(d, VECTORS_FILE, lambda p: np.save(p, np.load(p)[:, :8].copy())),
+     "has shape \\(4, 8\\), expected \\(4, 32\\)"),
+    (lambda d: _rewrite(d, VECTORS_FILE, lambda p: np.save(p, np.array([{"x": 1}], dtype=object))),
+     "not a readable .npy array"),  # object arrays would need pickle: refused
+    (lambda d: _rewrite(d, DOCS_FILE, lambda p: p.write_text('{"ids": [1]}')), "inconsistent"),
+])
+def test_corrupted_index_raises_a_clear_error(saved: Path, bert_embedder: BGEEmbedder,
+                                              corrupt, match: str) -> None:  # noqa: ANN001
+    corrupt(saved)
+    with pytest.raises(IndexFileError, match=match):
+        DenseIndex.load(saved, bert_embedder)
+
+
+def test_each_kind_refuses_the_other(saved: Path, bert_embedder: BGEEmbedder, m3,  # noqa: ANN001
+                                     tmp_path: Path) -> None:
+    with pytest.raises(IndexFileError, match="holds a dense index, not a hybrid one; open it "
+                                             "with DenseIndex.load"):
+        HybridIndex.load(saved, m3)
+    hybrid = HybridIndex(m3, store_colbert=False)
+    hybrid.add(TEXTS, ids=IDS)
+    hybrid.save(tmp_path / "hybrid")
+    with pytest.raises(IndexFileError, match="holds a hybrid index, not a dense one; open it "
+                                             "with HybridIndex.load"):
+        DenseIndex.load(tmp_path / "hybrid", bert_embedder)
+
+
+def test_crash_mid_save_leaves_previous_index_readable(index: DenseIndex, saved: Path,
+                                                       bert_embedder: BGEEmbedder,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    before = sorted(p.name for p in saved.iterdir())
+    other = DenseIndex(bert_embedder)
+    other.add(["something else"])
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        msg = "disk full"
+        raise OSError(msg)
+
+    monkeypatch.setattr(np, "save", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        other.save(saved)
+    monkeypatch.undo()
+    assert sorted(p.name for p in saved.iterdir()) == before  # no leftovers
+    loaded = DenseIndex.load(saved, bert_embedder)
+    assert len(loaded) == 4
+    assert [h.id for h in loaded.search("bamboo", k=4)] == [h.id for h in index.search("bamboo",
+                                                                                       k=4)]
+
+
+def test_save_refuses_a_directory_that_is_not_an_index(index: DenseIndex, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not empty and holds no saved index"):
+        index.save(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_load_checks_the_model_by_its_embeddings_not_its_name(saved: Path, tiny_bert: str,
+                                                              tmp_path: Path) -> None:
+    renamed = tmp_path / "moved" / "my-copy"
+    shutil.copytree(tiny_bert, renamed)
+    moved = DenseIndex.load(saved, model=str(renamed), device="cpu")  # same weights: accepted
+    assert len(moved) == 4
+    other = build_tiny_model("bert", tmp_path / "seed1" / "bge-small-en-v1.5", seed=1)
+    with pytest.raises(ModelMismatchError, match="embeddings of this model differ"):
+        DenseIndex.load(saved, model=str(other), device="cpu")
+    with pytest.raises(ModelMismatchError, match="embeddings of this model differ"):
+        DenseIndex.load(saved, model=tiny_bert, pooling="mean", device="cpu")
+
+
+# -- concurrency: the readers-writer lock of HybridIndex --------------------------------------------
+def test_concurrent_searches_see_whole_adds_and_deletes(bert_embedder: BGEEmbedder) -> None:
+    """8 threads search while a writer adds and deletes groups of 3 documents.
+
+    Each group is added by one ``add`` and removed by one ``delete``, so every search must see
+    each group whole or not at all; the base documents are always there.
+    """
+    corpus = list(TINY_CORPUS)
+    idx = DenseIndex(bert_embedder)
+    idx.add(corpus[:6], metadatas=[{"group": "base"}] * 6)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    searches = [0]
+
+    def writer() -> None:
+        try:
+            for n in range(12):
+                group = [f"g{n}-{j}" for j in range(3)]
+                idx.add(corpus[6 + n % 6: 9 + n % 6], metadatas=[{"group": f"g{n}"}] * 3,
+                        ids=group)
+                if n % 2:
+                    idx.delete([f"g{n - 1}-{j}" for j in range(3)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    def reader(filtered: bool) -> None:
+        try:
+            while not stop.is_set():
+                query_filter = {"group": {"$ne": "none"}} if filtered else None
+                for hits in idx.search_many(["panda", "France"], k=100, filter=query_filter):
+                    groups: dict[str, int] = {}
+                    for hit in hits:
+                        groups[hit.metadata["group"]] = groups.get(hit.metadata["group"], 0) + 1
+                    assert groups.pop("base") == 6
+                    assert all(count == 3 for count in groups.values()), groups
+                searches[0] += 1
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=reader, args=(i % 2 == 1,)) for i in range(8)]
+    threads.append(threading.Thread(target=writer))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors[0]
+    assert searches[0] >= 8
+    assert len(idx) == 6 + 6 * 3  # 12 groups added, 6 deleted

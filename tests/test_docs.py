@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from bge_integrations.cli import main
+from bge_integrations.cli.model_table import MARKDOWN_COMMAND
 from bge_integrations.core import registry
 from bge_integrations.core.registry import Family, list_models
 from bge_integrations.core.resolve import PACKAGED_MODELS
-from bge_integrations.model_table import MARKDOWN_COMMAND
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = [p for p in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))) if p.exists()]

@@ -285,11 +285,6 @@ def test_per_call_limits_through_the_adapters(tiny_bert: str,
         "forward pass; in-limit calls work; 0 and -1 refused at construction"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/embedder.py EncoderBase.__init__ and core/engine.py Engine.__init__ do not validate "
-    "max_texts_per_call / max_tokens_per_call: 0 or -1 make every call fail later with "
-    "'1 texts in one call exceed max_texts_per_call=-1', and '4' fails with a TypeError "
-    "comparing int and str"))
 @pytest.mark.parametrize("option", ["max_texts_per_call", "max_tokens_per_call"])
 def test_limit_options_are_checked_at_construction(tiny_bert: str, option: str) -> None:
     """max_texts_per_call / max_tokens_per_call set to 0, -1, "4", 2.5 or True.

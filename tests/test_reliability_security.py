@@ -135,9 +135,6 @@ def test_malicious_pickle_head_file_is_not_executed(tiny_m3: str, tmp_path: Path
     record_property("held", f"refused with {type(info.value).__name__}; no code ran")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/m3.py _load_head: torch.load(weights_only=True) raises torch's UnpicklingError, which "
-    "does not name the file and advises re-running with weights_only=False"))
 def test_malicious_pickle_head_file_error_is_clear(tiny_m3: str, tmp_path: Path) -> None:
     """A pickle with code in place of colbert_linear.pt gives an error that names the file and does
     not advise weights_only=False."""

@@ -44,12 +44,13 @@ class EncoderBase:
         self.passage_max_length = _positive(passage_max_length, spec.max_length,
                                             "passage_max_length")
         self.normalize = bool(normalize)
-        self.max_texts_per_call = max_texts_per_call
+        self.max_texts_per_call = _optional_positive(max_texts_per_call, "max_texts_per_call")
         self._loaded: LoadedModel = load_model(self.model_name, device=device, dtype=dtype,
                                                trust_remote_code=trust_remote_code)
         self._engine = Engine(self._loaded, batch_size=batch_size,
                               max_batch_tokens=max_batch_tokens, show_progress=show_progress,
-                              max_tokens_per_call=max_tokens_per_call)
+                              max_tokens_per_call=_optional_positive(
+                                  max_tokens_per_call, "max_tokens_per_call"))
 
     @property
     def spec(self) -> ModelSpec:
@@ -80,13 +81,18 @@ class EncoderBase:
         return self._engine.tokenize(texts, max_length)
 
 
-def _positive(value: int | None, default: int, name: str) -> int:
+def _optional_positive(value: int | None, name: str) -> int | None:
     if value is None:
-        return default
+        return None
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        msg = f"{name} must be a positive int, got {value!r}."
+        msg = f"{name} must be a positive int or None, got {value!r}."
         raise ValueError(msg)
     return value
+
+
+def _positive(value: int | None, default: int, name: str) -> int:
+    checked = _optional_positive(value, name)
+    return default if checked is None else checked
 
 
 class BGEEmbedder(EncoderBase):

@@ -25,6 +25,13 @@ def validate_texts(texts: object, *, name: str = "texts", max_texts: int | None 
         if not isinstance(text, str):
             msg = f"{name}[{i}] must be a str, got {type(text).__name__}: {text!r:.60}."
             raise TypeError(msg)
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                msg = (f"{name}[{i}] is not valid Unicode (a lone surrogate at position "
+                       f"{exc.start}); decode your input with errors='replace' or fix it.")
+                raise ValueError(msg) from None
     if max_texts is not None and len(out) > max_texts:
         msg = (f"{len(out)} {name} in one call exceed max_texts_per_call={max_texts}; "
                "split the input or raise the limit.")

@@ -76,7 +76,13 @@ def _load_head(model_dir: str, name: str, hidden: int, out: int | None,
                f"missing. Download the full model (it ships colbert_linear.pt and "
                f"sparse_linear.pt) or request only the outputs you have ({name}=False).")
         raise FileNotFoundError(msg)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
+        msg = (f"{path!r} is not a plain tensor state dict (it may hold executable pickle data "
+               "or be damaged); it was not loaded. Replace it with the file from the model's "
+               f"official repository. ({type(exc).__name__})")
+        raise ValueError(msg) from None
     weight = state.get("weight") if isinstance(state, Mapping) else None
     if weight is None or weight.ndim != 2 or weight.shape[1] != hidden or (
             out is not None and weight.shape[0] != out):

@@ -221,7 +221,7 @@ class DenseIndex:
             directory: the saved index.
             embedder: the embedder to query with; by default the saved model (or ``model``)
                 is loaded with the saved pooling and instruction plus ``embedder_options``
-                (``device``, ``dtype``, ...).
+                (``device``, ``dtype``, ...; explicit options win over the saved ones).
             model: where to load the model from when it is not where it was (same model).
             verify: check every file's sha256 (sizes and structure are always checked).
 
@@ -242,7 +242,7 @@ class DenseIndex:
                        "query_instruction_format": saved["query_instruction_format"]}
             source = model or saved["source"]
         if embedder is None:
-            embedder = BGEEmbedder(source, **options, **embedder_options)
+            embedder = BGEEmbedder(source, **{**options, **embedder_options})
         index = cls(embedder)
         check_dense_model(saved, embedder)
         expect_files(manifest, {DOCS_FILE, VECTORS_FILE}, directory)
