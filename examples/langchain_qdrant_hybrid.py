@@ -14,13 +14,11 @@ Needs ``pip install bge-integrations[langchain,qdrant]``.
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 from langchain_qdrant import QdrantVectorStore, RetrievalMode
 
 from bge_integrations.langchain import BGEEmbeddings, BGEM3SparseEmbeddings
-from bge_integrations.testing import build_tiny_model
+from bge_integrations.offline import tiny_model
 
 TEXTS = [
     "BGE-M3 produces dense, sparse and multi-vector representations in one pass.",
@@ -40,16 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", type=int, default=2, help="number of results")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model = str(build_tiny_model("xlm-roberta", Path(tmp) / "bge-m3")) if args.tiny \
-            else args.model
-        dense = BGEEmbeddings(model_name=model)
-        sparse = BGEM3SparseEmbeddings(model_name=model)
-        store = QdrantVectorStore.from_texts(
-            TEXTS, dense, metadatas=[{"source": f"doc-{i}"} for i in range(len(TEXTS))],
-            location=":memory:", collection_name="bge-m3-hybrid",
-            retrieval_mode=RetrievalMode.HYBRID, sparse_embedding=sparse)
-        hits = store.similarity_search_with_score(args.query, k=args.k)
+    model = tiny_model("xlm-roberta") if args.tiny else args.model
+    dense = BGEEmbeddings(model_name=model)
+    sparse = BGEM3SparseEmbeddings(model_name=model)
+    store = QdrantVectorStore.from_texts(
+        TEXTS, dense, metadatas=[{"source": f"doc-{i}"} for i in range(len(TEXTS))],
+        location=":memory:", collection_name="bge-m3-hybrid",
+        retrieval_mode=RetrievalMode.HYBRID, sparse_embedding=sparse)
+    hits = store.similarity_search_with_score(args.query, k=args.k)
     print(f"query: {args.query}")
     for doc, score in hits:
         print(f"{score:.4f}  [{doc.metadata['source']}]  {doc.page_content}")

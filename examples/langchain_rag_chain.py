@@ -15,8 +15,6 @@ Needs ``pip install bge-integrations[langchain]``.
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import ParrotFakeChatModel
@@ -25,7 +23,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 
 from bge_integrations.langchain import BGEM3Retriever
-from bge_integrations.testing import build_tiny_model
+from bge_integrations.offline import tiny_model
 
 DOCUMENTS = [
     Document("BGE-M3 supports more than 100 languages and inputs of up to 8192 tokens.",
@@ -59,18 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", type=int, default=2, help="passages put in the prompt")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model = str(build_tiny_model("xlm-roberta", Path(tmp) / "bge-m3")) if args.tiny \
-            else args.model
-        retriever = BGEM3Retriever.from_documents(DOCUMENTS, model_name=model, k=args.k,
-                                                  filter={"topic": {"$ne": "animals"}})
-        chain = ({"context": retriever | format_docs, "question": RunnablePassthrough()}
-                 | PROMPT | ParrotFakeChatModel() | StrOutputParser())
-        for doc in retriever.invoke(args.question):
-            scores = ", ".join(f"{name}={value:.3f}" for name, value in
-                               doc.metadata["scores"].items())
-            print(f"{doc.metadata['score']:.4f} [{doc.id}] ({scores})")
-        answer = chain.invoke(args.question)
+    model = tiny_model("xlm-roberta") if args.tiny else args.model
+    retriever = BGEM3Retriever.from_documents(DOCUMENTS, model_name=model, k=args.k,
+                                              filter={"topic": {"$ne": "animals"}})
+    chain = ({"context": retriever | format_docs, "question": RunnablePassthrough()}
+             | PROMPT | ParrotFakeChatModel() | StrOutputParser())
+    for doc in retriever.invoke(args.question):
+        scores = ", ".join(f"{name}={value:.3f}" for name, value in
+                           doc.metadata["scores"].items())
+        print(f"{doc.metadata['score']:.4f} [{doc.id}] ({scores})")
+    answer = chain.invoke(args.question)
     print(f"answer:\n{answer}")
     return 0
 

@@ -15,8 +15,6 @@ Needs ``pip install bge-integrations[llama-index]``.
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 from llama_index.core import Document
 from llama_index.core.llms import MockLLM
@@ -25,7 +23,7 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters
 
 from bge_integrations.llama_index import BGEM3Retriever
-from bge_integrations.testing import build_tiny_model
+from bge_integrations.offline import tiny_model
 
 DOCUMENTS = [
     Document(text="BGE-M3 supports more than 100 languages and inputs of up to 8192 tokens.",
@@ -52,29 +50,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", type=int, default=2, help="chunks retrieved")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model = str(build_tiny_model("xlm-roberta", Path(tmp) / "bge-m3")) if args.tiny \
-            else args.model
-        recent = MetadataFilters(filters=[
-            MetadataFilter(key="year", value=2010, operator=FilterOperator.GTE),
-            MetadataFilter(key="topic", value="animals", operator=FilterOperator.NE)])
-        retriever = BGEM3Retriever.from_documents(
-            DOCUMENTS, model_name=model, node_parser=SentenceSplitter(chunk_size=256),
-            similarity_top_k=args.k, mode=args.mode, fusion=args.fusion,
-            weights=(0.4, 0.2, 0.4), filters=recent)
-        for hit in retriever.retrieve(args.question):
-            print(f"{hit.score:.4f} [{hit.node.ref_doc_id}] {hit.node.get_content()}")
+    model = tiny_model("xlm-roberta") if args.tiny else args.model
+    recent = MetadataFilters(filters=[
+        MetadataFilter(key="year", value=2010, operator=FilterOperator.GTE),
+        MetadataFilter(key="topic", value="animals", operator=FilterOperator.NE)])
+    retriever = BGEM3Retriever.from_documents(
+        DOCUMENTS, model_name=model, node_parser=SentenceSplitter(chunk_size=256),
+        similarity_top_k=args.k, mode=args.mode, fusion=args.fusion,
+        weights=(0.4, 0.2, 0.4), filters=recent)
+    for hit in retriever.retrieve(args.question):
+        print(f"{hit.score:.4f} [{hit.node.ref_doc_id}] {hit.node.get_content()}")
 
-        engine = RetrieverQueryEngine.from_args(retriever, llm=MockLLM(max_tokens=32))
-        response = engine.query(args.question)
-        print(f"answer ({len(response.source_nodes)} sources): {response}")
+    engine = RetrieverQueryEngine.from_args(retriever, llm=MockLLM(max_tokens=32))
+    response = engine.query(args.question)
+    print(f"answer ({len(response.source_nodes)} sources): {response}")
 
-        added = retriever.insert(Document(
-            text="BGE-M3 sparse weights work as a learned lexical index.",
-            metadata={"topic": "bge", "year": 2024}, id_="m3-sparse"))
-        print(f"inserted {added}, index holds {len(retriever.index)} chunks")
-        removed = retriever.delete_nodes(added)
-        print(f"deleted {removed}, index holds {len(retriever.index)} chunks")
+    added = retriever.insert(Document(
+        text="BGE-M3 sparse weights work as a learned lexical index.",
+        metadata={"topic": "bge", "year": 2024}, id_="m3-sparse"))
+    print(f"inserted {added}, index holds {len(retriever.index)} chunks")
+    removed = retriever.delete_nodes(added)
+    print(f"deleted {removed}, index holds {len(retriever.index)} chunks")
     return 0
 
 

@@ -15,8 +15,6 @@ Needs ``pip install bge-integrations[llama-index]``.
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.ingestion import IngestionPipeline
@@ -24,7 +22,7 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.node_parser import SentenceSplitter
 
 from bge_integrations.llama_index import BGEEmbedding
-from bge_integrations.testing import build_tiny_model
+from bge_integrations.offline import tiny_model
 
 DOCUMENTS = [
     Document(text="BGE (BAAI General Embedding) models map text to vectors for retrieval.\n\n\n"
@@ -50,22 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", type=int, default=2, help="chunks given to the LLM")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        model = str(build_tiny_model("bert", Path(tmp) / "bge-small-en-v1.5")) if args.tiny \
-            else args.model
-        Settings.embed_model = BGEEmbedding(model_name=model, embed_batch_size=32)
-        Settings.llm = MockLLM(max_tokens=32)
+    model = tiny_model("bert") if args.tiny else args.model
+    Settings.embed_model = BGEEmbedding(model_name=model, embed_batch_size=32)
+    Settings.llm = MockLLM(max_tokens=32)
 
-        pipeline = IngestionPipeline(transformations=[
-            SentenceSplitter(chunk_size=64, chunk_overlap=0), Settings.embed_model])
-        nodes = pipeline.run(documents=DOCUMENTS)
-        print(f"{len(nodes)} chunks of {len(nodes[0].embedding)}-d vectors")
+    pipeline = IngestionPipeline(transformations=[
+        SentenceSplitter(chunk_size=64, chunk_overlap=0), Settings.embed_model])
+    nodes = pipeline.run(documents=DOCUMENTS)
+    print(f"{len(nodes)} chunks of {len(nodes[0].embedding)}-d vectors")
 
-        index = VectorStoreIndex(nodes)
-        for hit in index.as_retriever(similarity_top_k=args.k).retrieve(args.question):
-            text = " ".join(hit.node.get_content().split())
-            print(f"{hit.score:.4f} [{hit.node.metadata['topic']}] {text}")
-        response = index.as_query_engine(similarity_top_k=args.k).query(args.question)
+    index = VectorStoreIndex(nodes)
+    for hit in index.as_retriever(similarity_top_k=args.k).retrieve(args.question):
+        text = " ".join(hit.node.get_content().split())
+        print(f"{hit.score:.4f} [{hit.node.metadata['topic']}] {text}")
+    response = index.as_query_engine(similarity_top_k=args.k).query(args.question)
     print(f"answer ({len(response.source_nodes)} sources): {response}")
     return 0
 

@@ -52,8 +52,6 @@ __all__ = ["DenseIndex", "VECTORS_FILE"]
 
 #: the document vectors of a saved dense index, next to ``docs.json``
 VECTORS_FILE = "dense.npy"
-#: queries scored together in ``search_many``
-_QUERY_BLOCK = 64
 
 
 class DenseIndex:
@@ -163,7 +161,7 @@ class DenseIndex:
 
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None) -> list[list[Hit]]:
-        """:meth:`search` for many queries: one model call, scores computed in blocks.
+        """:meth:`search` for many queries: one model call for all of them.
 
         Example:
             >>> [len(h) for h in index.search_many(["panda", "France"], k=1)]  # doctest: +SKIP
@@ -180,10 +178,10 @@ class DenseIndex:
                 return [[] for _ in req.queries]
             vectors = self._vectors if req.filter is None else self._vectors[allowed]
             results: list[list[Hit]] = []
-            for lo in range(0, len(req.queries), _QUERY_BLOCK):
-                for scores in encoded[lo: lo + _QUERY_BLOCK] @ vectors.T:
-                    results.append([self._hit(int(allowed[j]), float(scores[j]))
-                                    for j in top_k(scores, req.k).tolist()])
+            for query in encoded:
+                scores = vectors @ query
+                results.append([self._hit(int(allowed[j]), float(scores[j]))
+                                for j in top_k(scores, req.k).tolist()])
         return results
 
     def _hit(self, row: int, score: float) -> Hit:
