@@ -308,10 +308,6 @@ def test_kill_before_every_disk_change_of_a_save(
         f"succeeded; up to {left} leftover entries stayed in the directory"))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "persistence.save_directory never removes the .tmp-<generation> folder/.json or the renamed "
-    "<generation> folder of a killed save (only the manifest's previous generation): each "
-    "killed save leaks up to a full copy of the index"))
 def test_killed_saves_leave_no_debris(server: ForkServer, m3x: BGEM3Embedder,  # noqa: F811
                                       tmp_path: Path, record_property: Callable) -> None:
     """SIGKILL 5 saves over an existing index at different points, then save once more without a
@@ -436,10 +432,6 @@ def test_random_bit_flips_and_truncations_are_detected_or_harmless(
                             "with identical config and results (e.g. a probe digit changed)")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "persistence: manifest.json has no checksum of its own; a bit flip in config.rrf_k or "
-    "config.candidates that leaves valid JSON (e.g. rrf_k 30 -> 20) loads silently with a "
-    "different configuration and different RRF / hybrid results"))
 def test_bit_flips_in_the_manifest_config_are_detected_or_harmless(
         saved_index: tuple[Path, HybridIndex], m3x: BGEM3Embedder) -> None:  # noqa: F811
     """Flip every bit of the digits of config.candidates and config.rrf_k in manifest.json, then

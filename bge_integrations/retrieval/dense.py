@@ -42,6 +42,7 @@ from .persistence import (
     expect_files,
     load_array,
     open_directory,
+    verify_manifest,
     read_docs,
     reading,
     save_directory,
@@ -246,6 +247,7 @@ class DenseIndex:
         expect_files(manifest, {DOCS_FILE, VECTORS_FILE}, directory)
         with reading(directory):
             index._read(folder, count)
+        verify_manifest(manifest, directory)
         return index
 
     def _read(self, folder: Path, count: int) -> None:

@@ -51,6 +51,7 @@ from .persistence import (
     load_array,
     model_fingerprint,
     open_directory,
+    verify_manifest,
     read_docs,
     reading,
     save_directory,
@@ -406,6 +407,7 @@ class HybridIndex:
         expect_files(manifest, expected, directory)
         with reading(directory):
             index._read(folder, count)
+        verify_manifest(manifest, directory)
         return index
 
     def _read(self, folder: Path, count: int) -> None:

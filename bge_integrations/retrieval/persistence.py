@@ -38,9 +38,10 @@ import numpy as np
 from .contract import DocBatch
 
 __all__ = ["IndexFileError", "IndexNotFoundError", "ModelMismatchError", "save_directory",
-           "open_directory", "saved_kind", "expect_files", "reading", "load_array",
-           "write_docs", "read_docs", "model_fingerprint", "check_model", "dense_fingerprint",
-           "check_dense_model", "FORMAT", "FORMATS", "FORMAT_VERSION", "MANIFEST", "DOCS_FILE"]
+           "open_directory", "verify_manifest", "saved_kind", "expect_files", "reading",
+           "load_array", "write_docs", "read_docs", "model_fingerprint", "check_model",
+           "dense_fingerprint", "check_dense_model", "FORMAT", "FORMATS", "FORMAT_VERSION",
+           "MANIFEST", "DOCS_FILE"]
 
 #: index kind -> the ``format`` its manifest records
 FORMATS = {"hybrid": "bge-integrations/hybrid-index", "dense": "bge-integrations/dense-index"}
@@ -48,6 +49,8 @@ FORMATS = {"hybrid": "bge-integrations/hybrid-index", "dense": "bge-integrations
 FORMAT = FORMATS["hybrid"]
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+#: manifest entry holding the sha256 of the rest of the manifest
+MANIFEST_CHECKSUM = "manifest_sha256"
 #: the documents (ids, texts, metadatas) of either kind
 DOCS_FILE = "docs.json"
 _LOADERS = {"hybrid": "HybridIndex.load", "dense": "DenseIndex.load"}
@@ -110,6 +113,30 @@ def save_directory(directory: str | os.PathLike, write_files: Callable[[Path], d
     fmt = _kind(kind)
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
+    with _exclusive(root):
+        _save_locked(root, fmt, write_files)
+
+
+@contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the directory itself while saving (POSIX; else no lock).
+
+    Saves into one directory then never overlap, so a save may delete what killed saves left.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: saves are still atomic, leftovers are kept
+        yield
+        return
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _save_locked(root: Path, fmt: str, write_files: Callable[[Path], dict[str, Any]]) -> None:
     manifest_path = root / MANIFEST
     previous = _read_manifest(manifest_path).get("generation") if manifest_path.exists() else None
     if previous is None and any(not _left_by_a_save(p) for p in root.iterdir()):
@@ -129,6 +156,7 @@ def save_directory(directory: str | os.PathLike, write_files: Callable[[Path], d
         os.replace(tmp, final)
         manifest = {"format": fmt, "format_version": FORMAT_VERSION,
                     "generation": generation, **fields, "files": files}
+        manifest[MANIFEST_CHECKSUM] = _manifest_checksum(manifest)
         staged = root / f".tmp-{generation}.json"
         staged.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         _fsync(staged)
@@ -139,8 +167,32 @@ def save_directory(directory: str | os.PathLike, write_files: Callable[[Path], d
             shutil.rmtree(leftover, ignore_errors=True)
         (root / f".tmp-{generation}.json").unlink(missing_ok=True)
         raise
-    if isinstance(previous, str) and _GENERATION.fullmatch(previous):
-        shutil.rmtree(root / previous, ignore_errors=True)
+    for entry in root.iterdir():  # the previous generation and what killed saves left
+        if entry.name not in (MANIFEST, generation) and _left_by_a_save(entry):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _manifest_checksum(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON, without the checksum entry itself."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_CHECKSUM}
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def verify_manifest(manifest: dict[str, Any], directory: str | os.PathLike) -> None:
+    """Raise :class:`IndexFileError` unless the manifest still matches its own checksum.
+
+    Loaders call this last, after their structural checks, so a damaged field that those
+    checks catch is reported by name; an altered value that still looks valid (a changed
+    ``rrf_k``) is caught here.
+    """
+    if manifest.get(MANIFEST_CHECKSUM) != _manifest_checksum(manifest):
+        msg = (f"the manifest of {str(directory)!r} fails its checksum: it was altered or is "
+               "corrupted. Restore it from a backup or rebuild the index.")
+        raise IndexFileError(msg)
 
 
 def _left_by_a_save(path: Path) -> bool:
