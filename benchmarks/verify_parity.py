@@ -283,8 +283,9 @@ def run(flag_py: Path, tolerance: float) -> tuple[list[dict], list[str]]:
                              for k in quirk_pairs[:3])
         notes.append(
             f"FlagEmbedding's batched compute_score pads passages with zero ColBERT vectors, so "
-            f"for {quirk_pairs.size} of {len(pairs)} pairs (passages shorter than the batch's "
-            f"longest whose every real token has a negative dot product with some query token) "
+            f"for {quirk_pairs.size} of {len(pairs)} pairs (a passage shorter than the batch's "
+            f"longest, and a query token whose dot products with all of that passage's real "
+            f"tokens are negative) "
             f"its 'colbert' score takes max(..., 0) instead of the true (negative) max for those "
             f"query tokens; e.g. (query, passage) = {examples}. "
             "Ours is the unpadded definition (what BGEM3FlagModel.colbert_score gives pair by "

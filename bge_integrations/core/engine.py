@@ -30,8 +30,10 @@ Head = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Sequence[T]]
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
                  "bfloat16": torch.bfloat16, "int8": torch.float32}
 _DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
-#: default padded-token budget per forward pass, by device type (tuned in benchmarks/)
-DEFAULT_BATCH_TOKENS = {"cpu": 2048, "mps": 8192, "cuda": 32768}
+#: default padded-token budget per forward pass, by device type. CPU: swept 512-8192 on a
+#: bge-small-shaped BERT (docs/performance.md); 1024 was fastest with 1 thread and tied with
+#: 2048 with 2, and holds half the activations. GPU values are not measured yet.
+DEFAULT_BATCH_TOKENS = {"cpu": 1024, "mps": 8192, "cuda": 32768}
 
 
 @dataclass
