@@ -133,7 +133,7 @@ def test_oom_on_a_single_text_is_raised(tiny_bert: str, spy: Callable[..., Forwa
     Checks: the error reaches the caller after halving down to one text (no endless retry),
     and a non-OOM RuntimeError is raised at once, without retrying.
     """
-    emb = BGEEmbedder(tiny_bert, device="cpu")
+    emb = BGEEmbedder(tiny_bert, device="cpu", max_batch_tokens=4096)  # all texts in 1 batch
     always = spy(oom_above(0))
     with pytest.raises(torch.OutOfMemoryError):
         emb.encode(TEXTS)
