@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import sys
 import threading
@@ -12,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from loop_ticks import ticks_during
 from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
@@ -206,17 +206,7 @@ async def test_async_does_not_block_the_event_loop(emb: BGEEmbeddings,
         return real(texts)
 
     monkeypatch.setattr(emb.embedder, "encode_documents", slow_encode)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    vectors = await emb.aembed_documents(DOCS)
-    task.cancel()
+    vectors, ticks = await ticks_during(emb.aembed_documents(DOCS))
     assert len(vectors) == len(DOCS)
     assert worker[0] is not threading.main_thread()
     assert ticks >= 10, f"event loop ran only {ticks} ticks during a 0.5 s embedding"

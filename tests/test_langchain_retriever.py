@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loop_ticks import ticks_during
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import ParrotFakeChatModel
 from langchain_core.output_parsers import StrOutputParser
@@ -110,17 +110,7 @@ async def test_async_does_not_block_the_event_loop(index: HybridIndex,
         return real(*args, **kwargs)
 
     monkeypatch.setattr(index, "search", slow_search)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    docs = await retriever.ainvoke(QUERY)
-    task.cancel()
+    docs, ticks = await ticks_during(retriever.ainvoke(QUERY))
     assert len(docs) == 4
     assert worker[0] is not threading.main_thread()
     assert ticks >= 10, f"event loop ran only {ticks} ticks during a 0.5 s search"
