@@ -35,6 +35,9 @@ class M3Options(BaseModel):
                                            description="Reject calls with more texts.")
     max_tokens_per_call: int | None = Field(default=None, gt=0,
                                             description="Reject calls with more tokens.")
+    num_workers: int | None = Field(
+        default=None, gt=0,
+        description="CPU batches run side by side (None: 2 when torch has 2+ threads).")
 
     def core_options(self) -> dict[str, Any]:
         """The option values as keyword arguments of the core embedder."""

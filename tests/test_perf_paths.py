@@ -1,16 +1,22 @@
-"""Performance code paths: int8 dynamic quantization (per-channel weights) and its quality."""
+"""Performance code paths: side-by-side CPU batches, the first-token last layer, int8.
+
+Each must leave the numbers as they are (float32: within float rounding of the plain forward)
+or, for int8, keep STS-B quality within half a point.
+"""
 
 from __future__ import annotations
 
 import csv
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from bge_integrations import BGEEmbedder
-from bge_integrations.core.engine import load_model, quantize_int8
+from bge_integrations import BGEEmbedder, BGEM3Embedder
+from bge_integrations.core.engine import Engine, LoadedModel, load_model, quantize_int8
+from bge_integrations.core.first_token import first_token_model
 
 STS_DEV = Path(__file__).parent / "data" / "sts-dev.csv"
 #: all-MiniLM-L6-v2, mean pooling, float32, x100 (sentence-transformers gives the same)
@@ -51,3 +57,121 @@ def test_int8_sts_spearman_within_half_a_point_of_float32(minilm_dir: str) -> No
     b = emb.encode_documents([r[2] for r in rows])
     spearman = 100 * spearmanr((a * b).sum(axis=1), gold).statistic
     assert FP32_SPEARMAN - spearman < 0.5, spearman
+
+
+# -- side-by-side batches (num_workers) -------------------------------------------------------
+MIXED = [("panda " * (1 + (i * 7) % 60)).strip() for i in range(120)]
+
+
+def test_workers_give_the_vectors_of_one_worker(tiny_bert: str) -> None:
+    serial = BGEEmbedder(tiny_bert, device="cpu", max_batch_tokens=96, num_workers=1)
+    want = serial.encode_documents(MIXED)
+    for workers in (2, 3):
+        emb = BGEEmbedder(tiny_bert, device="cpu", max_batch_tokens=96, num_workers=workers)
+        np.testing.assert_allclose(emb.encode_documents(MIXED), want, atol=1e-6)
+
+
+def test_m3_workers_keep_every_output_in_input_order(tiny_m3: str) -> None:
+    serial = BGEM3Embedder(tiny_m3, device="cpu", max_batch_tokens=96, num_workers=1)
+    side = BGEM3Embedder(tiny_m3, device="cpu", max_batch_tokens=96, num_workers=2)
+    a = serial.encode_documents(MIXED, colbert=True)
+    b = side.encode_documents(MIXED, colbert=True)
+    np.testing.assert_allclose(b.dense, a.dense, atol=1e-6)
+    for x, y in zip(a.colbert, b.colbert):
+        np.testing.assert_allclose(y, x, atol=1e-6)
+    for x, y in zip(a.sparse, b.sparse):
+        assert x.keys() == y.keys()
+        np.testing.assert_allclose(list(y.values()), list(x.values()), atol=1e-6)
+
+
+def test_workers_leave_torch_threads_as_they_were(tiny_bert: str) -> None:
+    before = torch.get_num_threads()
+    emb = BGEEmbedder(tiny_bert, device="cpu", max_batch_tokens=64, num_workers=2)
+    emb.encode_documents(MIXED)
+    assert torch.get_num_threads() == before
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert seen == [before]  # threads started later get the caller's setting, not 1
+
+
+def test_a_failing_batch_fails_the_call_without_hanging(tiny_bert: str) -> None:
+    loaded = load_model(tiny_bert, device="cpu", dtype="float32")
+    engine = Engine(loaded, max_batch_tokens=32, num_workers=2)
+    calls = 0
+    lock = threading.Lock()
+
+    def head(hidden: torch.Tensor, _ids: torch.Tensor, _mask: torch.Tensor) -> list:
+        nonlocal calls
+        with lock:
+            calls += 1
+            if calls == 3:
+                raise RuntimeError("batch 3 failed")
+        return list(hidden[:, 0])
+
+    ids = loaded.tokenizer(MIXED[:60])["input_ids"]
+    with pytest.raises(RuntimeError, match="batch 3 failed"):
+        engine.run(ids, head)
+    calls = 10  # no more failures: the same engine still works
+    assert len(engine.run(ids, head)) == 60
+
+
+def test_workers_default_and_validation(tiny_bert: str) -> None:
+    loaded = load_model(tiny_bert, device="cpu", dtype="float32")
+    assert Engine(loaded).workers() == min(2, torch.get_num_threads())
+    assert Engine(loaded, num_workers=3).workers() == 3
+    gpu = LoadedModel(name="x", path="x", tokenizer=loaded.tokenizer, model=loaded.model,
+                      device=torch.device("cuda"), dtype="float16")
+    assert Engine(gpu, num_workers=4).workers() == 1  # GPUs run batches in turn
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="num_workers"):
+            BGEEmbedder(tiny_bert, device="cpu", num_workers=bad)
+
+
+# -- last layer for the first token only (CLS pooling) ---------------------------------------
+def _padded(loaded: LoadedModel, texts: list[str]) -> dict:
+    return loaded.tokenizer(texts, padding=True, return_tensors="pt")
+
+
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_m3"])
+def test_first_token_model_equals_the_full_forward(fixture: str,
+                                                   request: pytest.FixtureRequest) -> None:
+    loaded = load_model(request.getfixturevalue(fixture), device="cpu", dtype="float32")
+    shortcut = first_token_model(loaded.model)
+    assert shortcut is not None
+    batch = _padded(loaded, MIXED[:40])
+    with torch.inference_mode():
+        full = loaded.model(**batch).last_hidden_state[:, 0]
+        first = shortcut(batch["input_ids"], batch["attention_mask"])
+    assert first.shape == (40, 1, loaded.hidden_size)
+    torch.testing.assert_close(first[:, 0], full, atol=1e-6, rtol=0)
+    # the shortcut shares the weights and leaves the model whole
+    assert len(shortcut.trunk.encoder.layer) == len(loaded.model.encoder.layer) - 1
+    assert shortcut.trunk.embeddings.word_embeddings.weight is \
+        loaded.model.embeddings.word_embeddings.weight
+    assert loaded.model.config.num_hidden_layers == len(loaded.model.encoder.layer)
+
+
+def test_first_token_model_refuses_unknown_layouts(tiny_mistral: str) -> None:
+    loaded = load_model(tiny_mistral, device="cpu", dtype="float32")
+    assert first_token_model(loaded.model) is None
+    assert loaded.first_token is None
+
+
+def test_m3_dense_alone_equals_dense_with_every_head(tiny_m3: str) -> None:
+    m3 = BGEM3Embedder(tiny_m3, device="cpu")
+    alone = m3.encode_documents(MIXED, sparse=False).dense
+    together = m3.encode_documents(MIXED, sparse=True, colbert=True).dense
+    np.testing.assert_allclose(alone, together, atol=1e-6)
+
+
+def test_int8_first_token_path_stays_close_to_the_full_int8_forward(tiny_bert: str) -> None:
+    emb = BGEEmbedder(tiny_bert, device="cpu", dtype="int8", num_workers=1)
+    loaded = emb._loaded
+    batch = _padded(loaded, MIXED[:20])
+    with torch.inference_mode():
+        full = loaded.model(**batch).last_hidden_state[:, 0]
+    got = torch.from_numpy(emb.encode_documents(MIXED[:20]))
+    cos = torch.nn.functional.cosine_similarity(got, full, dim=-1)
+    assert cos.min() > 0.99

@@ -33,29 +33,34 @@ class ForwardSpy:
         self.padded_tokens: list[int] = []
         self._forward = forward
 
-    def __call__(self, engine: Engine, rows: Sequence[Sequence[int]], head: Any) -> Any:
+    def __call__(self, engine: Engine, rows: Sequence[Sequence[int]], head: Any,
+                 **options: Any) -> Any:
         self.attempts.append(len(rows))
         error = self.fail(len(rows))
         if error is not None:
             raise error
         self.padded_tokens.append(len(rows) * max(len(r) for r in rows))
-        out = self._forward(engine, rows, head)
+        out = self._forward(engine, rows, head, **options)
         self.succeeded.append(len(rows))
         return out
 
 
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Callable[..., ForwardSpy]:
-    """``spy(fail)`` installs a :class:`ForwardSpy` (replacing the previous one)."""
+    """``spy(fail)`` installs a :class:`ForwardSpy` (replacing the previous one); batches then
+    run one after the other, as on a GPU."""
     original = Engine.forward
 
     def install(fail: Callable[[int], BaseException | None] = lambda n: None) -> ForwardSpy:
         forward_spy = ForwardSpy(fail, original)
 
-        def forward(engine: Engine, rows: Sequence[Sequence[int]], head: Any) -> Any:
-            return forward_spy(engine, rows, head)
+        def forward(engine: Engine, rows: Sequence[Sequence[int]], head: Any,
+                    **options: Any) -> Any:
+            return forward_spy(engine, rows, head, **options)
 
         monkeypatch.setattr(Engine, "forward", forward)
+        # batches in turn, as on a GPU (the only place out-of-memory errors are retried)
+        monkeypatch.setattr(Engine, "workers", lambda engine: 1)
         return forward_spy
 
     return install

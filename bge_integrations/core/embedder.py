@@ -14,7 +14,7 @@ from .engine import Engine, LoadedModel, load_model
 from .inputs import validate_texts
 from .pooling import pool
 from .prompts import build_icl_prefix, format_query, icl_query_token_ids
-from .registry import Family, ModelSpec, resolve_spec
+from .registry import Family, ModelSpec, Pooling, resolve_spec
 
 __all__ = ["BGEEmbedder", "DEFAULT_MODEL"]
 
@@ -31,7 +31,8 @@ class EncoderBase:
                  batch_size: int = 256, max_batch_tokens: int | None = None,
                  show_progress: bool = False, trust_remote_code: bool = False,
                  max_texts_per_call: int | None = None,
-                 max_tokens_per_call: int | None = None) -> None:
+                 max_tokens_per_call: int | None = None,
+                 num_workers: int | None = None) -> None:
         self.model_name = os.fspath(model_name_or_path)
         if spec.trust_remote_code and not trust_remote_code:
             msg = (f"Model {self.model_name!r} needs its own modelling code "
@@ -50,7 +51,8 @@ class EncoderBase:
         self._engine = Engine(self._loaded, batch_size=batch_size,
                               max_batch_tokens=max_batch_tokens, show_progress=show_progress,
                               max_tokens_per_call=_optional_positive(
-                                  max_tokens_per_call, "max_tokens_per_call"))
+                                  max_tokens_per_call, "max_tokens_per_call"),
+                              num_workers=_optional_positive(num_workers, "num_workers"))
 
     @property
     def spec(self) -> ModelSpec:
@@ -119,6 +121,8 @@ class BGEEmbedder(EncoderBase):
         trust_remote_code: allow the checkpoint's own Python code.
         max_texts_per_call: reject calls with more texts, with a clear error (``None``: no limit).
         max_tokens_per_call: reject calls whose texts hold more tokens after truncation.
+        num_workers: CPU batches run side by side, each on its share of torch's threads
+            (``None``: 2 when torch has 2 or more threads; GPUs run batches in turn).
 
     Example:
         >>> emb = BGEEmbedder("BAAI/bge-small-en-v1.5")  # doctest: +SKIP
@@ -135,7 +139,8 @@ class BGEEmbedder(EncoderBase):
                  batch_size: int = 256, max_batch_tokens: int | None = None,
                  show_progress: bool = False, trust_remote_code: bool = False,
                  max_texts_per_call: int | None = None,
-                 max_tokens_per_call: int | None = None) -> None:
+                 max_tokens_per_call: int | None = None,
+                 num_workers: int | None = None) -> None:
         spec = resolve_spec(model_name_or_path, pooling=pooling,
                             query_instruction=query_instruction,
                             query_instruction_format=query_instruction_format)
@@ -145,7 +150,7 @@ class BGEEmbedder(EncoderBase):
                          batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                          show_progress=show_progress, trust_remote_code=trust_remote_code,
                          max_texts_per_call=max_texts_per_call,
-                         max_tokens_per_call=max_tokens_per_call)
+                         max_tokens_per_call=max_tokens_per_call, num_workers=num_workers)
         self._icl_prefix = ""
         if examples is not None:
             self.set_examples(examples)
@@ -235,5 +240,6 @@ class BGEEmbedder(EncoderBase):
         out_type = _OUTPUT_DTYPES[output_dtype]
         if not token_ids:
             return np.zeros((0, self.dim), dtype=out_type)
-        rows = self._engine.run(token_ids, self._dense_head)
+        rows = self._engine.run(token_ids, self._dense_head,
+                                first_token_only=self._spec.pooling is Pooling.CLS)
         return np.stack(rows).astype(out_type, copy=False)

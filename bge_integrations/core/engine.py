@@ -7,7 +7,8 @@ Every embedder (dense, ICL, decoder, BGE-M3) runs through :class:`Engine`; what 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ import transformers
 from packaging.version import Version
 from tqdm.auto import tqdm
 
+from .first_token import FirstTokenModel, first_token_model
 from .hardware import resolve_device, resolve_dtype
 from .resolve import resolve_model_dir
 
@@ -34,6 +36,9 @@ _DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") e
 #: bge-small-shaped BERT (docs/performance.md); 1024 was fastest with 1 thread and tied with
 #: 2048 with 2, and holds half the activations. GPU values are not measured yet.
 DEFAULT_BATCH_TOKENS = {"cpu": 1024, "mps": 8192, "cuda": 32768}
+#: most CPU batches in flight at once by default (docs/performance.md: two single-threaded
+#: batches side by side beat one batch on two threads by 1.2-1.4x on a 2-core machine)
+DEFAULT_CPU_WORKERS = 2
 
 
 @dataclass
@@ -53,6 +58,11 @@ class LoadedModel:
     @property
     def hidden_size(self) -> int:
         return int(self.model.config.hidden_size)
+
+    @property
+    def first_token(self) -> FirstTokenModel | None:
+        """The backbone computing the last layer for the first token only, if its layout allows."""
+        return self.extra("first_token_model", lambda: first_token_model(self.model))
 
     def extra(self, key: str, build: Callable[[], Any]) -> Any:
         """Load-once storage for parts tied to this model (e.g. BGE-M3 heads)."""
@@ -152,11 +162,15 @@ class Engine:
         max_batch_tokens: most padded tokens in one forward pass (None: a default per device).
         show_progress: show a tqdm bar.
         max_tokens_per_call: reject a call holding more tokens than this (``None``: no limit).
+        num_workers: batches run side by side, each on its share of torch's threads
+            (``None``: 2 on a CPU when torch has 2 or more threads, otherwise 1; always 1 on a
+            GPU, where batches run one after the other).
     """
 
     def __init__(self, loaded: LoadedModel, *, batch_size: int = 256,
                  max_batch_tokens: int | None = None, show_progress: bool = False,
-                 max_tokens_per_call: int | None = None) -> None:
+                 max_tokens_per_call: int | None = None,
+                 num_workers: int | None = None) -> None:
         if not isinstance(batch_size, int) or batch_size <= 0:
             msg = f"batch_size must be a positive int, got {batch_size!r}."
             raise ValueError(msg)
@@ -165,7 +179,12 @@ class Engine:
         if not isinstance(max_batch_tokens, int) or max_batch_tokens <= 0:
             msg = f"max_batch_tokens must be a positive int, got {max_batch_tokens!r}."
             raise ValueError(msg)
+        if num_workers is not None and (not isinstance(num_workers, int)
+                                        or isinstance(num_workers, bool) or num_workers <= 0):
+            msg = f"num_workers must be a positive int or None, got {num_workers!r}."
+            raise ValueError(msg)
         self.loaded = loaded
+        self.num_workers = num_workers
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self.show_progress = show_progress
@@ -200,18 +219,41 @@ class Engine:
         device = self.loaded.device
         return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
 
-    def forward(self, rows: Sequence[Sequence[int]], head: Head[T]) -> Sequence[T]:
-        """One padded forward pass over ``rows`` and the head on its output."""
+    def forward(self, rows: Sequence[Sequence[int]], head: Head[T], *,
+                first_token_only: bool = False) -> Sequence[T]:
+        """One padded forward pass over ``rows`` and the head on its output.
+
+        With ``first_token_only`` the head may get only the first token's state (shape
+        ``(batch, 1, hidden)``): the last layer then runs for that token alone where the model's
+        layout allows it (see :mod:`.first_token`).
+        """
         input_ids, attention_mask = self._pad(rows)
-        hidden = self.loaded.model(input_ids=input_ids, attention_mask=attention_mask,
-                                   return_dict=True).last_hidden_state
+        shortcut = self.loaded.first_token if first_token_only else None
+        if shortcut is not None:
+            hidden = shortcut(input_ids, attention_mask)
+        else:
+            hidden = self.loaded.model(input_ids=input_ids, attention_mask=attention_mask,
+                                       return_dict=True).last_hidden_state
         return head(hidden, input_ids, attention_mask)
 
-    @torch.inference_mode()
-    def run(self, token_ids: Sequence[Sequence[int]], head: Head[T]) -> list[T]:
+    def workers(self) -> int:
+        """Batches this call would run side by side (see ``num_workers``)."""
+        if self.loaded.device.type != "cpu":
+            return 1
+        if self.num_workers is not None:
+            return self.num_workers
+        return max(1, min(DEFAULT_CPU_WORKERS, torch.get_num_threads()))
+
+    def run(self, token_ids: Sequence[Sequence[int]], head: Head[T], *,
+            first_token_only: bool = False) -> list[T]:
         """Apply ``head`` to every text, longest first in token-budget batches; input order out.
 
-        On a GPU out-of-memory error the batch is retried with half the token budget, down to
+        ``first_token_only``: the head reads only the first token (CLS pooling); see
+        :meth:`forward`.
+
+        On a CPU, ``workers()`` batches run side by side in threads, each on its share of
+        torch's threads; the outputs do not depend on it. On a GPU, batches run one after the
+        other and an out-of-memory error retries the batch with half the token budget, down to
         one text; nothing is lost or reordered.
         """
         n = len(token_ids)
@@ -226,24 +268,96 @@ class Engine:
             raise ValueError(msg)
         order = np.argsort(-lengths, kind="stable")
         results: list[Any] = [None] * n
-        budget = self.max_batch_tokens
-        pos = 0
+        workers = self.workers()
         with tqdm(total=n, disable=not self.show_progress, desc="Embedding",
                   unit="text") as bar:
-            while pos < n:
-                longest = int(lengths[order[pos]])
-                size = max(1, min(self.batch_size, budget // longest, n - pos))
-                idx = order[pos:pos + size]
-                try:
-                    out = self.forward([token_ids[i] for i in idx], head)
-                except Exception as exc:
-                    if not _is_oom(exc) or size == 1:
-                        raise
-                    torch.cuda.empty_cache()
-                    budget = max(1, longest * size // 2)
-                    continue
-                for i, item in zip(idx, out):
-                    results[i] = item
-                pos += size
-                bar.update(size)
+            def forward(idx: np.ndarray) -> Sequence[T]:
+                return self.forward([token_ids[i] for i in idx], head,
+                                    first_token_only=first_token_only)
+
+            if workers > 1 and n > 1:
+                self._run_side_by_side(forward, lengths, order, results, bar, workers)
+            else:
+                self._run_in_turn(forward, lengths, order, results, bar)
         return results
+
+    def _batch_size(self, lengths: np.ndarray, order: np.ndarray, pos: int, budget: int) -> int:
+        longest = int(lengths[order[pos]])
+        return max(1, min(self.batch_size, budget // longest, len(order) - pos))
+
+    def _batches(self, lengths: np.ndarray, order: np.ndarray) -> Iterator[np.ndarray]:
+        pos = 0
+        while pos < len(order):
+            size = self._batch_size(lengths, order, pos, self.max_batch_tokens)
+            yield order[pos:pos + size]
+            pos += size
+
+    @torch.inference_mode()
+    def _run_in_turn(self, forward: Callable[[np.ndarray], Sequence[Any]],
+                     lengths: np.ndarray, order: np.ndarray, results: list[Any],
+                     bar: tqdm) -> None:
+        budget = self.max_batch_tokens
+        pos = 0
+        while pos < len(order):
+            size = self._batch_size(lengths, order, pos, budget)
+            idx = order[pos:pos + size]
+            try:
+                out = forward(idx)
+            except Exception as exc:
+                if not _is_oom(exc) or size == 1:
+                    raise
+                torch.cuda.empty_cache()
+                budget = max(1, int(lengths[idx[0]]) * size // 2)
+                continue
+            for i, item in zip(idx, out):
+                results[i] = item
+            pos += size
+            bar.update(size)
+
+    def _run_side_by_side(self, forward: Callable[[np.ndarray], Sequence[Any]],
+                          lengths: np.ndarray, order: np.ndarray, results: list[Any],
+                          bar: tqdm, workers: int) -> None:
+        caller_threads = torch.get_num_threads()
+        per_worker = max(1, caller_threads // workers)
+
+        @torch.inference_mode()
+        def one(idx: np.ndarray) -> tuple[np.ndarray, Sequence[Any]]:
+            return idx, forward(idx)
+
+        pending: set[Future] = set()
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="bge-engine",
+                                    initializer=_set_worker_threads,
+                                    initargs=(per_worker,)) as pool:
+                try:
+                    for idx in self._batches(lengths, order):
+                        if len(pending) >= 2 * workers:  # bounded: memory stays one batch each
+                            pending = self._collect(pending, results, bar)
+                        pending.add(pool.submit(one, idx))
+                    while pending:
+                        pending = self._collect(pending, results, bar)
+                except BaseException:
+                    for future in pending:
+                        future.cancel()
+                    raise
+        finally:
+            # torch.set_num_threads in the workers also moved the process-wide default that
+            # threads started later inherit; put back what the caller had
+            torch.set_num_threads(caller_threads)
+
+    @staticmethod
+    def _collect(pending: set[Future], results: list[Any], bar: tqdm) -> set[Future]:
+        done, rest = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            idx, out = future.result()
+            for i, item in zip(idx, out):
+                results[i] = item
+            bar.update(len(idx))
+        return rest
+
+
+def _set_worker_threads(threads: int) -> None:
+    # get_num_threads() first: it runs torch's once-per-thread setup, which would otherwise
+    # overwrite the value set here with the process-wide default on the first parallel op
+    torch.get_num_threads()
+    torch.set_num_threads(threads)

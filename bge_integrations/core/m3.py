@@ -116,7 +116,8 @@ class BGEM3Embedder(EncoderBase):
                  batch_size: int = 256, max_batch_tokens: int | None = None,
                  show_progress: bool = False, trust_remote_code: bool = False,
                  max_texts_per_call: int | None = None,
-                 max_tokens_per_call: int | None = None) -> None:
+                 max_tokens_per_call: int | None = None,
+                 num_workers: int | None = None) -> None:
         spec = resolve_spec(model_name_or_path, family=Family.M3.value, pooling="cls",
                             max_length=8192)
         super().__init__(model_name_or_path, spec, device=device, dtype=dtype,
@@ -125,7 +126,7 @@ class BGEM3Embedder(EncoderBase):
                          batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                          show_progress=show_progress, trust_remote_code=trust_remote_code,
                          max_texts_per_call=max_texts_per_call,
-                         max_tokens_per_call=max_tokens_per_call)
+                         max_tokens_per_call=max_tokens_per_call, num_workers=num_workers)
         tok = self._loaded.tokenizer
         self._unused_ids = frozenset(
             int(i) for i in (tok.cls_token_id, tok.eos_token_id, tok.pad_token_id,
@@ -178,7 +179,8 @@ class BGEM3Embedder(EncoderBase):
                  ) -> list[tuple]:
             return self._heads(hidden, ids, mask, dense, sparse_head, colbert_head)
 
-        rows = self._engine.run(self._tokenize(texts, max_length), head)
+        rows = self._engine.run(self._tokenize(texts, max_length), head,
+                                first_token_only=not (sparse or colbert))
         return M3Output(
             dense=np.stack([r[0] for r in rows]) if dense else None,
             sparse=[r[1] for r in rows] if sparse else None,
