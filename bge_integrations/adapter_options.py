@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .core.embedder import BGEEmbedder
+from .core.inputs import validate_texts
 from .core.m3 import BGEM3Embedder
 
 __all__ = ["EmbedderOptions", "M3Options"]
@@ -21,7 +22,9 @@ class M3Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    device: str = Field(default="auto", description="'auto' (cuda > mps > cpu), 'cpu', 'cuda:0'.")
+    device: str | list[str] = Field(
+        default="auto",
+        description="'auto' (cuda > mps > cpu), 'cpu', 'cuda:0', or a list: one replica each.")
     dtype: str = Field(default="auto", description="'auto', 'float32', 'float16', 'bfloat16', 'int8'.")
     query_max_length: int | None = Field(default=None, gt=0, description="Query token limit.")
     passage_max_length: int | None = Field(default=None, gt=0, description="Passage token limit.")
@@ -38,6 +41,11 @@ class M3Options(BaseModel):
     num_workers: int | None = Field(
         default=None, gt=0,
         description="CPU batches run side by side (None: 2 when torch has 2+ threads).")
+
+    def _checked(self, texts: object) -> list[str]:
+        """A whole batch call's texts, checked before the framework cuts it into chunks:
+        types, and ``max_texts_per_call`` against the whole call (as the core does)."""
+        return validate_texts(texts, name="texts", max_texts=self.max_texts_per_call)
 
     def core_options(self) -> dict[str, Any]:
         """The option values as keyword arguments of the core embedder."""

@@ -282,3 +282,18 @@ def test_concurrent_searches_see_whole_adds_and_deletes(bert_embedder: BGEEmbedd
     assert not errors, errors[0]
     assert searches[0] >= 8
     assert len(idx) == 6 + 6 * 3  # 12 groups added, 6 deleted
+
+
+def test_add_encodes_in_chunks_and_honours_the_per_call_limit(tiny_bert: str,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    from bge_integrations.retrieval import dense
+
+    monkeypatch.setattr(dense, "_ENCODE_CHUNK", 4)
+    limited = BGEEmbedder(tiny_bert, device="cpu", max_texts_per_call=10)
+    index = DenseIndex(limited)
+    texts = list(TINY_CORPUS[:10])
+    with pytest.raises(ValueError, match="11 texts in one call exceed max_texts_per_call=10"):
+        index.add([*texts, "one more"])
+    assert index.add(texts, ids=[f"d{i}" for i in range(10)]) == [f"d{i}" for i in range(10)]
+    np.testing.assert_allclose(index._vectors, limited.encode_documents(texts), atol=1e-6)

@@ -375,3 +375,14 @@ def test_ids_are_never_paths(m3x: BGEM3Embedder, tmp_path: Path) -> None:
     assert files == {"manifest.json", "docs.json", "dense.npy", "sparse_indptr.npy",
                      "sparse_indices.npy", "sparse_values.npy"}
     assert [r.id for r in HybridIndex.load(tmp_path / "ix", m3x).get(ids)] == ids
+
+
+def test_add_over_the_embedders_per_call_limit_is_refused_whole(m3x: BGEM3Embedder) -> None:
+    """The embedder's max_texts_per_call bounds the whole add, though the index encodes 256
+    texts per model call (301 texts used to pass as 256 + 45)."""
+    limited = BGEM3Embedder(m3x.model_name, device="cpu", max_texts_per_call=300)
+    idx = HybridIndex(limited)
+    with pytest.raises(ValueError, match="301 texts in one call exceed max_texts_per_call=300"):
+        idx.add([f"text {i}" for i in range(301)])
+    assert len(idx) == 0
+    assert len(idx.add([f"text {i}" for i in range(300)])) == 300

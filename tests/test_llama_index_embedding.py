@@ -263,5 +263,11 @@ def test_bad_configuration(tiny_bert: str) -> None:
         BGEEmbedding(model_name=tiny_bert, pooling="max")
     with pytest.raises(ValidationError):
         BGEEmbedding(model_name=tiny_bert, embed_batch_size=0)
+    # the limit bounds a whole batch call, not each embed_batch_size chunk of it
+    limited = BGEEmbedding(model_name=tiny_bert, device="cpu", max_texts_per_call=4,
+                           embed_batch_size=2)
+    with pytest.raises(ValueError, match="5 texts in one call exceed max_texts_per_call=4"):
+        limited.get_text_embedding_batch([f"text {i}" for i in range(5)])
+    assert len(limited.get_text_embedding_batch([f"text {i}" for i in range(4)])) == 4
     with pytest.raises(ValueError, match="icl"):
         BGEEmbedding(model_name=tiny_bert, device="cpu", examples=ICL_EXAMPLES)

@@ -175,3 +175,44 @@ def test_int8_first_token_path_stays_close_to_the_full_int8_forward(tiny_bert: s
     got = torch.from_numpy(emb.encode_documents(MIXED[:20]))
     cos = torch.nn.functional.cosine_similarity(got, full, dim=-1)
     assert cos.min() > 0.99
+
+
+# -- several devices: one replica and one worker each -----------------------------------------
+# "cpu" and "cpu:0" load two replicas (the model cache keys them apart), which exercises the
+# multi-device path (replica lookup per batch, per-device heads, OOM per worker) without GPUs.
+def test_a_device_list_runs_one_replica_per_device(tiny_m3: str) -> None:
+    one = BGEM3Embedder(tiny_m3, device="cpu", max_batch_tokens=96, num_workers=1)
+    two = BGEM3Embedder(tiny_m3, device=["cpu", "cpu:0"], max_batch_tokens=96)
+    assert two._engine.workers() == 2 and two._engine.replicas[0] is not two._loaded
+    a = one.encode_documents(MIXED, colbert=True)
+    b = two.encode_documents(MIXED, colbert=True)
+    np.testing.assert_allclose(b.dense, a.dense, atol=1e-6)
+    for x, y in zip(a.colbert, b.colbert):
+        np.testing.assert_allclose(y, x, atol=1e-6)
+    dense = BGEEmbedder(tiny_m3, pooling="cls", device=["cpu", "cpu:0"], max_batch_tokens=96)
+    np.testing.assert_allclose(dense.encode_documents(MIXED), a.dense, atol=1e-6)
+
+
+def test_device_list_validation(tiny_bert: str) -> None:
+    with pytest.raises(ValueError, match="non-empty list"):
+        BGEEmbedder(tiny_bert, device=[])
+    with pytest.raises(ValueError, match="Invalid device"):
+        BGEEmbedder(tiny_bert, device=["cpu", "tpu-please"])
+
+
+def test_out_of_memory_on_one_device_re_splits_only_its_batch(
+        tiny_bert: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    emb = BGEEmbedder(tiny_bert, device=["cpu", "cpu:0"], max_batch_tokens=4096)
+    want = BGEEmbedder(tiny_bert, device="cpu", num_workers=1).encode_documents(MIXED)
+    original = Engine.forward
+    sizes: list[int] = []
+
+    def forward(engine: Engine, rows: list, head: object, **options: object) -> object:
+        if len(rows) > 7 and options["replica"] is not engine.loaded:
+            raise torch.OutOfMemoryError("simulated: the second device holds 7 texts at most")
+        sizes.append(len(rows))
+        return original(engine, rows, head, **options)
+
+    monkeypatch.setattr(Engine, "forward", forward)
+    np.testing.assert_allclose(emb.encode_documents(MIXED), want, atol=1e-6)
+    assert sum(sizes) == len(MIXED)

@@ -136,3 +136,12 @@ def test_qdrant_client_is_imported_only_inside_functions() -> None:
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.startswith("qdrant_client") for n in names), path.name
+
+
+def test_add_over_the_embedders_per_call_limit_is_refused_whole(m3x: BGEM3Embedder  # noqa: F811
+                                                                 ) -> None:
+    limited = BGEM3Embedder(m3x.model_name, device="cpu", max_texts_per_call=70)
+    idx = QdrantHybridIndex(limited, collection_name="limited")  # encodes 64 texts per call
+    with pytest.raises(ValueError, match="71 texts in one call exceed max_texts_per_call=70"):
+        idx.add([f"text {i}" for i in range(71)])
+    assert len(idx) == 0

@@ -68,7 +68,8 @@ def _add_model_options(parser: argparse.ArgumentParser, *, with_model: bool = Tr
                            help="pooling for a model that is not in the registry")
         group.add_argument("--trust-remote-code", action="store_true",
                            help="allow the checkpoint's own modelling code")
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    group.add_argument("--device", default="auto",
+                       help="auto, cpu, cuda, cuda:N or mps; several: cuda:0,cuda:1")
     group.add_argument("--dtype", default="auto", choices=DTYPES, help="compute dtype")
     group.add_argument("--batch-size", type=_positive_int, help="most texts per forward pass")
     group.add_argument("--progress", action="store_true", help="show a progress bar")
@@ -159,7 +160,9 @@ def _offline_if_hub_down() -> None:
 
 
 def _core_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {"device": args.device, "dtype": args.dtype,
+    devices = args.device.split(",")
+    options: dict[str, Any] = {"device": devices[0] if len(devices) == 1 else devices,
+                               "dtype": args.dtype,
                                "show_progress": args.progress}
     if args.batch_size is not None:
         options["batch_size"] = args.batch_size

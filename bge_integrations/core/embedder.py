@@ -26,7 +26,8 @@ class EncoderBase:
     """Loading, options and the engine shared by :class:`BGEEmbedder` and ``BGEM3Embedder``."""
 
     def __init__(self, model_name_or_path: str | os.PathLike[str], spec: ModelSpec, *,
-                 device: str = "auto", dtype: str = "auto", query_max_length: int | None = None,
+                 device: str | Sequence[str] = "auto", dtype: str = "auto",
+                 query_max_length: int | None = None,
                  passage_max_length: int | None = None, normalize: bool = True,
                  batch_size: int = 256, max_batch_tokens: int | None = None,
                  show_progress: bool = False, trust_remote_code: bool = False,
@@ -46,9 +47,10 @@ class EncoderBase:
                                             "passage_max_length")
         self.normalize = bool(normalize)
         self.max_texts_per_call = _optional_positive(max_texts_per_call, "max_texts_per_call")
-        self._loaded: LoadedModel = load_model(self.model_name, device=device, dtype=dtype,
-                                               trust_remote_code=trust_remote_code)
-        self._engine = Engine(self._loaded, batch_size=batch_size,
+        loaded = [load_model(self.model_name, device=d, dtype=dtype,
+                             trust_remote_code=trust_remote_code) for d in _devices(device)]
+        self._loaded: LoadedModel = loaded[0]
+        self._engine = Engine(self._loaded, replicas=loaded[1:], batch_size=batch_size,
                               max_batch_tokens=max_batch_tokens, show_progress=show_progress,
                               max_tokens_per_call=_optional_positive(
                                   max_tokens_per_call, "max_tokens_per_call"),
@@ -83,6 +85,17 @@ class EncoderBase:
         return self._engine.tokenize(texts, max_length)
 
 
+def _devices(device: str | Sequence[str] | None) -> list[str | None]:
+    """One device, or a non-empty list of them (one model replica and worker each)."""
+    if device is None or isinstance(device, str | torch.device):
+        return [device]
+    if not isinstance(device, Sequence) or not device:
+        msg = (f"device must be a device name or a non-empty list of them, got {device!r}; "
+               "e.g. 'cuda:0' or ['cuda:0', 'cuda:1'].")
+        raise ValueError(msg)
+    return list(device)
+
+
 def _optional_positive(value: int | None, name: str) -> int | None:
     if value is None:
         return None
@@ -109,7 +122,9 @@ class BGEEmbedder(EncoderBase):
         query_instruction: instruction for queries; ``None`` keeps the registry's, ``""`` none.
         query_instruction_format: ``format(instruction, query)`` template.
         examples: ICL few-shot examples (``instruct``/``query``/``response`` dicts), bge-en-icl.
-        device: ``"auto"`` (cuda > mps > cpu), ``"cpu"``, ``"cuda:0"``, ...
+        device: ``"auto"`` (cuda > mps > cpu), ``"cpu"``, ``"cuda:0"``, ...; or a list such as
+            ``["cuda:0", "cuda:1"]``: one model replica per device, batches shared out among them
+            (threads, no process pool).
         dtype: ``"auto"`` (float16 on CUDA, float32 on CPU), ``"float32"``, ``"float16"``,
             ``"bfloat16"`` or ``"int8"`` (dynamic quantization, CPU).
         query_max_length: token limit for queries (longer ones are truncated).
@@ -133,7 +148,8 @@ class BGEEmbedder(EncoderBase):
     def __init__(self, model_name_or_path: str = DEFAULT_MODEL, *, pooling: str | None = None,
                  query_instruction: str | None = None,
                  query_instruction_format: str | None = None,
-                 examples: Sequence[Mapping[str, str]] | None = None, device: str = "auto",
+                 examples: Sequence[Mapping[str, str]] | None = None,
+                 device: str | Sequence[str] = "auto",
                  dtype: str = "auto", query_max_length: int | None = None,
                  passage_max_length: int | None = None, normalize: bool = True,
                  batch_size: int = 256, max_batch_tokens: int | None = None,

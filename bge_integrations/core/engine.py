@@ -7,8 +7,7 @@ Every embedder (dense, ICL, decoder, BGE-M3) runs through :class:`Engine`; what 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -21,6 +20,7 @@ from tqdm.auto import tqdm
 from .first_token import FirstTokenModel, first_token_model
 from .hardware import resolve_device, resolve_dtype
 from .resolve import resolve_model_dir
+from .scheduler import BatchQueue, drain
 
 __all__ = ["LoadedModel", "load_model", "clear_model_cache", "Engine", "Head"]
 
@@ -32,10 +32,10 @@ Head = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Sequence[T]]
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
                  "bfloat16": torch.bfloat16, "int8": torch.float32}
 _DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
-#: default padded-token budget per forward pass, by device type. CPU: swept 512-8192 on a
-#: bge-small-shaped BERT (docs/performance.md); 1024 was fastest with 1 thread and tied with
-#: 2048 with 2, and holds half the activations. GPU values are not measured yet.
-DEFAULT_BATCH_TOKENS = {"cpu": 1024, "mps": 8192, "cuda": 32768}
+#: default padded-token budget per forward pass, by device type. CPU: swept 256-8192 on a
+#: bge-small-shaped BERT (docs/performance.md); with two single-threaded workers 512 ties
+#: with 1024 on mixed texts and wins on long passages. GPU values are not measured yet.
+DEFAULT_BATCH_TOKENS = {"cpu": 512, "mps": 8192, "cuda": 32768}
 #: most CPU batches in flight at once by default (docs/performance.md: two single-threaded
 #: batches side by side beat one batch on two threads by 1.2-1.4x on a 2-core machine)
 DEFAULT_CPU_WORKERS = 2
@@ -147,27 +147,24 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
                                 dtype=torch.qint8)
 
 
-def _is_oom(exc: BaseException) -> bool:
-    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
-                                  getattr(torch.cuda, "OutOfMemoryError", None)) if t)
-    return isinstance(exc, oom_types)
-
-
 class Engine:
     """Runs texts' token ids through a loaded model, batch by batch.
 
     Args:
         loaded: the shared model.
+        replicas: the same model loaded on further devices; each device then runs batches
+            side by side with ``loaded``'s (one worker per device).
         batch_size: most texts in one forward pass.
         max_batch_tokens: most padded tokens in one forward pass (None: a default per device).
         show_progress: show a tqdm bar.
         max_tokens_per_call: reject a call holding more tokens than this (``None``: no limit).
-        num_workers: batches run side by side, each on its share of torch's threads
-            (``None``: 2 on a CPU when torch has 2 or more threads, otherwise 1; always 1 on a
-            GPU, where batches run one after the other).
+        num_workers: on a single CPU device, batches run side by side, each on its share of
+            torch's threads (``None``: 2 when torch has 2 or more threads, otherwise 1). A
+            single GPU runs batches one after the other; several devices run one worker each.
     """
 
-    def __init__(self, loaded: LoadedModel, *, batch_size: int = 256,
+    def __init__(self, loaded: LoadedModel, *, replicas: Sequence[LoadedModel] = (),
+                 batch_size: int = 256,
                  max_batch_tokens: int | None = None, show_progress: bool = False,
                  max_tokens_per_call: int | None = None,
                  num_workers: int | None = None) -> None:
@@ -184,6 +181,7 @@ class Engine:
             msg = f"num_workers must be a positive int or None, got {num_workers!r}."
             raise ValueError(msg)
         self.loaded = loaded
+        self.replicas = tuple(replicas)
         self.num_workers = num_workers
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -205,7 +203,8 @@ class Engine:
         with self.loaded.tokenizer_lock:
             return fn(self.loaded.tokenizer)
 
-    def _pad(self, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pad(self, rows: Sequence[Sequence[int]], device: torch.device
+             ) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)
         ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -216,45 +215,56 @@ class Engine:
             else:
                 ids[i, :len(row)] = row
                 mask[i, :len(row)] = 1
-        device = self.loaded.device
         return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
 
+    @torch.inference_mode()
     def forward(self, rows: Sequence[Sequence[int]], head: Head[T], *,
-                first_token_only: bool = False) -> Sequence[T]:
-        """One padded forward pass over ``rows`` and the head on its output.
+                first_token_only: bool = False, replica: LoadedModel | None = None
+                ) -> Sequence[T]:
+        """One padded forward pass over ``rows`` (on ``replica``, default the main model) and
+        the head on its output.
 
         With ``first_token_only`` the head may get only the first token's state (shape
         ``(batch, 1, hidden)``): the last layer then runs for that token alone where the model's
         layout allows it (see :mod:`.first_token`).
         """
-        input_ids, attention_mask = self._pad(rows)
-        shortcut = self.loaded.first_token if first_token_only else None
+        loaded = replica or self.loaded
+        input_ids, attention_mask = self._pad(rows, loaded.device)
+        shortcut = loaded.first_token if first_token_only else None
         if shortcut is not None:
             hidden = shortcut(input_ids, attention_mask)
         else:
-            hidden = self.loaded.model(input_ids=input_ids, attention_mask=attention_mask,
-                                       return_dict=True).last_hidden_state
+            hidden = loaded.model(input_ids=input_ids, attention_mask=attention_mask,
+                                  return_dict=True).last_hidden_state
         return head(hidden, input_ids, attention_mask)
 
     def workers(self) -> int:
-        """Batches this call would run side by side (see ``num_workers``)."""
+        """Batches a call runs side by side (see ``num_workers`` and ``replicas``)."""
+        if self.replicas:
+            return 1 + len(self.replicas)
         if self.loaded.device.type != "cpu":
             return 1
         if self.num_workers is not None:
             return self.num_workers
         return max(1, min(DEFAULT_CPU_WORKERS, torch.get_num_threads()))
 
+    def replica_on(self, device: torch.device) -> LoadedModel:
+        """The model whose weights live on ``device`` (heads built per device look it up)."""
+        for loaded in (self.loaded, *self.replicas):
+            if _weights_device(loaded.model) == device:
+                return loaded
+        msg = f"No replica of {self.loaded.name!r} on {device}."
+        raise LookupError(msg)
+
     def run(self, token_ids: Sequence[Sequence[int]], head: Head[T], *,
             first_token_only: bool = False) -> list[T]:
         """Apply ``head`` to every text, longest first in token-budget batches; input order out.
 
         ``first_token_only``: the head reads only the first token (CLS pooling); see
-        :meth:`forward`.
-
-        On a CPU, ``workers()`` batches run side by side in threads, each on its share of
-        torch's threads; the outputs do not depend on it. On a GPU, batches run one after the
-        other and an out-of-memory error retries the batch with half the token budget, down to
-        one text; nothing is lost or reordered.
+        :meth:`forward`. Batches run on ``workers()`` workers (:mod:`.scheduler`): on a CPU
+        each uses its share of torch's threads, and the outputs do not depend on how many
+        there are. A GPU out-of-memory error retries the batch with half the token budget,
+        down to one text; nothing is lost or reordered.
         """
         n = len(token_ids)
         if any(len(row) == 0 for row in token_ids):
@@ -266,98 +276,32 @@ class Engine:
             msg = (f"This call holds {total} tokens, over max_tokens_per_call="
                    f"{self.max_tokens_per_call}; split the input or raise the limit.")
             raise ValueError(msg)
-        order = np.argsort(-lengths, kind="stable")
+        if n == 0:
+            return []
         results: list[Any] = [None] * n
-        workers = self.workers()
+        replicas = ([self.loaded, *self.replicas] if self.replicas
+                    else [self.loaded] * self.workers())[:n]
+        cpu_workers = sum(r.device.type == "cpu" for r in replicas)
+        cpu_threads = max(1, torch.get_num_threads() // cpu_workers) if (
+            len(replicas) > 1 and cpu_workers) else None
+        lock = threading.Lock()
         with tqdm(total=n, disable=not self.show_progress, desc="Embedding",
                   unit="text") as bar:
-            def forward(idx: np.ndarray) -> Sequence[T]:
-                return self.forward([token_ids[i] for i in idx], head,
-                                    first_token_only=first_token_only)
 
-            if workers > 1 and n > 1:
-                self._run_side_by_side(forward, lengths, order, results, bar, workers)
-            else:
-                self._run_in_turn(forward, lengths, order, results, bar)
+            def forward(replica: LoadedModel, positions: np.ndarray) -> Sequence[T]:
+                return self.forward([token_ids[i] for i in positions], head,
+                                    first_token_only=first_token_only, replica=replica)
+
+            def done(positions: np.ndarray, out: Sequence[T]) -> None:
+                with lock:
+                    for i, item in zip(positions, out):
+                        results[i] = item
+                    bar.update(len(positions))
+
+            drain(BatchQueue(lengths, self.batch_size), replicas, forward, done,
+                  self.max_batch_tokens, cpu_threads)
         return results
 
-    def _batch_size(self, lengths: np.ndarray, order: np.ndarray, pos: int, budget: int) -> int:
-        longest = int(lengths[order[pos]])
-        return max(1, min(self.batch_size, budget // longest, len(order) - pos))
 
-    def _batches(self, lengths: np.ndarray, order: np.ndarray) -> Iterator[np.ndarray]:
-        pos = 0
-        while pos < len(order):
-            size = self._batch_size(lengths, order, pos, self.max_batch_tokens)
-            yield order[pos:pos + size]
-            pos += size
-
-    @torch.inference_mode()
-    def _run_in_turn(self, forward: Callable[[np.ndarray], Sequence[Any]],
-                     lengths: np.ndarray, order: np.ndarray, results: list[Any],
-                     bar: tqdm) -> None:
-        budget = self.max_batch_tokens
-        pos = 0
-        while pos < len(order):
-            size = self._batch_size(lengths, order, pos, budget)
-            idx = order[pos:pos + size]
-            try:
-                out = forward(idx)
-            except Exception as exc:
-                if not _is_oom(exc) or size == 1:
-                    raise
-                torch.cuda.empty_cache()
-                budget = max(1, int(lengths[idx[0]]) * size // 2)
-                continue
-            for i, item in zip(idx, out):
-                results[i] = item
-            pos += size
-            bar.update(size)
-
-    def _run_side_by_side(self, forward: Callable[[np.ndarray], Sequence[Any]],
-                          lengths: np.ndarray, order: np.ndarray, results: list[Any],
-                          bar: tqdm, workers: int) -> None:
-        caller_threads = torch.get_num_threads()
-        per_worker = max(1, caller_threads // workers)
-
-        @torch.inference_mode()
-        def one(idx: np.ndarray) -> tuple[np.ndarray, Sequence[Any]]:
-            return idx, forward(idx)
-
-        pending: set[Future] = set()
-        try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="bge-engine",
-                                    initializer=_set_worker_threads,
-                                    initargs=(per_worker,)) as pool:
-                try:
-                    for idx in self._batches(lengths, order):
-                        if len(pending) >= 2 * workers:  # bounded: memory stays one batch each
-                            pending = self._collect(pending, results, bar)
-                        pending.add(pool.submit(one, idx))
-                    while pending:
-                        pending = self._collect(pending, results, bar)
-                except BaseException:
-                    for future in pending:
-                        future.cancel()
-                    raise
-        finally:
-            # torch.set_num_threads in the workers also moved the process-wide default that
-            # threads started later inherit; put back what the caller had
-            torch.set_num_threads(caller_threads)
-
-    @staticmethod
-    def _collect(pending: set[Future], results: list[Any], bar: tqdm) -> set[Future]:
-        done, rest = wait(pending, return_when=FIRST_COMPLETED)
-        for future in done:
-            idx, out = future.result()
-            for i, item in zip(idx, out):
-                results[i] = item
-            bar.update(len(idx))
-        return rest
-
-
-def _set_worker_threads(threads: int) -> None:
-    # get_num_threads() first: it runs torch's once-per-thread setup, which would otherwise
-    # overwrite the value set here with the process-wide default on the first parallel op
-    torch.get_num_threads()
-    torch.set_num_threads(threads)
+def _weights_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .embedder import EncoderBase
-from .engine import TORCH_DTYPES
+from .engine import TORCH_DTYPES, LoadedModel
 from .registry import Family, resolve_spec
 from .scores import (
     DEFAULT_WEIGHTS,
@@ -110,7 +110,8 @@ class BGEM3Embedder(EncoderBase):
         ((1, 1024), 1, 1024)
     """
 
-    def __init__(self, model_name_or_path: str = "BAAI/bge-m3", *, device: str = "auto",
+    def __init__(self, model_name_or_path: str = "BAAI/bge-m3", *,
+                 device: str | Sequence[str] = "auto",
                  dtype: str = "auto", query_max_length: int | None = None,
                  passage_max_length: int | None = None, normalize: bool = True,
                  batch_size: int = 256, max_batch_tokens: int | None = None,
@@ -137,9 +138,9 @@ class BGEM3Embedder(EncoderBase):
         """Size of the token id space of sparse vectors."""
         return len(self._loaded.tokenizer)
 
-    def _head(self, name: str) -> torch.nn.Linear:
-        hidden = self._loaded.hidden_size
-        loaded = self._loaded
+    def _head(self, name: str, loaded: LoadedModel | None = None) -> torch.nn.Linear:
+        loaded = loaded or self._loaded
+        hidden = loaded.hidden_size
         return loaded.extra(f"m3:{name}", lambda: _load_head(
             loaded.path, name, hidden, 1 if name == "sparse" else None, loaded.device,
             TORCH_DTYPES[loaded.dtype]))
@@ -168,8 +169,10 @@ class BGEM3Embedder(EncoderBase):
         if not (dense or sparse or colbert):
             msg = "request at least one output: dense=True, sparse=True or colbert=True."
             raise ValueError(msg)
-        sparse_head = self._head("sparse") if sparse else None
-        colbert_head = self._head("colbert") if colbert else None
+        if sparse:  # a missing or damaged head file fails before any work
+            self._head("sparse")
+        if colbert:
+            self._head("colbert")
         if not texts:
             return M3Output(
                 dense=np.zeros((0, self.dim), np.float32) if dense else None,
@@ -177,7 +180,10 @@ class BGEM3Embedder(EncoderBase):
 
         def head(hidden: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
                  ) -> list[tuple]:
-            return self._heads(hidden, ids, mask, dense, sparse_head, colbert_head)
+            loaded = self._engine.replica_on(hidden.device)  # heads of the batch's device
+            return self._heads(hidden, ids, mask, dense,
+                               self._head("sparse", loaded) if sparse else None,
+                               self._head("colbert", loaded) if colbert else None)
 
         rows = self._engine.run(self._tokenize(texts, max_length), head,
                                 first_token_only=not (sparse or colbert))

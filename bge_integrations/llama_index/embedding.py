@@ -10,7 +10,6 @@ from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 
 from ..adapter_options import EmbedderOptions
 from ..core.embedder import DEFAULT_MODEL, BGEEmbedder
-from ..core.inputs import validate_texts
 
 __all__ = ["BGEEmbedding"]
 
@@ -71,15 +70,16 @@ class BGEEmbedding(EmbedderOptions, BaseEmbedding):
 
     def get_text_embedding_batch(self, texts: list[str], show_progress: bool = False,
                                  **kwargs: Any) -> list[Embedding]:
-        """Embed documents ``embed_batch_size`` at a time; the whole input is checked first."""
+        """Embed documents ``embed_batch_size`` at a time; the whole input is checked first
+        (types, and ``max_texts_per_call`` against the whole call, not each chunk)."""
         return super().get_text_embedding_batch(
-            validate_texts(texts, name="texts"), show_progress=show_progress, **kwargs)
+            self._checked(texts), show_progress=show_progress, **kwargs)
 
     async def aget_text_embedding_batch(self, texts: list[str], show_progress: bool = False,
                                         **kwargs: Any) -> list[Embedding]:
         """Async :meth:`get_text_embedding_batch`; each chunk runs in a worker thread."""
         return await super().aget_text_embedding_batch(
-            validate_texts(texts, name="texts"), show_progress=show_progress, **kwargs)
+            self._checked(texts), show_progress=show_progress, **kwargs)
 
     def _get_query_embedding(self, query: str) -> Embedding:
         return self._embedder.encode_queries([query])[0].tolist()

@@ -71,15 +71,16 @@ class BGEM3SparseEmbedding(M3Options, BaseSparseEmbedding):
 
     def get_text_embedding_batch(self, texts: list[str], show_progress: bool = False,
                                  **kwargs: Any) -> list[SparseEmbedding]:
-        """Embed documents ``embed_batch_size`` at a time; the whole input is checked first."""
+        """Embed documents ``embed_batch_size`` at a time; the whole input is checked first
+        (types, and ``max_texts_per_call`` against the whole call, not each chunk)."""
         return super().get_text_embedding_batch(
-            validate_texts(texts, name="texts"), show_progress=show_progress, **kwargs)
+            self._checked(texts), show_progress=show_progress, **kwargs)
 
     async def aget_text_embedding_batch(self, texts: list[str], show_progress: bool = False
                                         ) -> list[SparseEmbedding]:
         """Async :meth:`get_text_embedding_batch`; each chunk runs in a worker thread."""
         return await super().aget_text_embedding_batch(
-            validate_texts(texts, name="texts"), show_progress=show_progress)
+            self._checked(texts), show_progress=show_progress)
 
     def sparse_doc_fn(self, texts: list[str]) -> BatchSparseEncoding:
         """Documents as ``(indices, values)`` lists: Qdrant's ``sparse_doc_fn``."""

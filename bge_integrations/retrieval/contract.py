@@ -137,9 +137,14 @@ class DocBatch:
     ids: list[str]
 
     @classmethod
-    def build(cls, texts: object, metadatas: object = None, ids: object = None) -> DocBatch:
-        """Check ``add``'s arguments; ids default to fresh ``uuid4().hex`` strings."""
-        text_list = validate_texts(texts, name="texts")
+    def build(cls, texts: object, metadatas: object = None, ids: object = None, *,
+              max_texts: int | None = None) -> DocBatch:
+        """Check ``add``'s arguments; ids default to fresh ``uuid4().hex`` strings.
+
+        ``max_texts`` is the embedder's ``max_texts_per_call``: an ``add`` over it is refused
+        whole, however the index splits its model calls.
+        """
+        text_list = validate_texts(texts, name="texts", max_texts=max_texts)
         n = len(text_list)
         for name, value in (("metadatas", metadatas), ("ids", ids)):
             if value is not None and (isinstance(value, str | Mapping)

@@ -51,6 +51,11 @@ from .persistence import (
 
 __all__ = ["DenseIndex", "VECTORS_FILE"]
 
+#: texts encoded per model call in ``add``
+_ENCODE_CHUNK = 1024
+#: queries scored together in ``search_many``
+_QUERY_BLOCK = 64
+
 #: the document vectors of a saved dense index, next to ``docs.json``
 VECTORS_FILE = "dense.npy"
 
@@ -110,10 +115,13 @@ class DenseIndex:
             ValueError: lengths differ, an id is invalid or repeats, or metadata is not JSON.
                 Nothing changes then.
         """
-        batch = DocBatch.build(texts, metadatas, ids)
+        batch = DocBatch.build(texts, metadatas, ids,
+                               max_texts=self._embedder.max_texts_per_call)
         if not batch.texts:
             return []
-        vectors = self._embedder.encode_documents(batch.texts)
+        vectors = np.concatenate([
+            self._embedder.encode_documents(batch.texts[lo:lo + _ENCODE_CHUNK])
+            for lo in range(0, len(batch.texts), _ENCODE_CHUNK)])
         if vectors.shape != (len(batch.texts), self._dim):
             msg = (f"the embedder returned vectors of shape {vectors.shape}, expected "
                    f"{(len(batch.texts), self._dim)}.")
@@ -179,10 +187,10 @@ class DenseIndex:
                 return [[] for _ in req.queries]
             vectors = self._vectors if req.filter is None else self._vectors[allowed]
             results: list[list[Hit]] = []
-            for query in encoded:
-                scores = vectors @ query
-                results.append([self._hit(int(allowed[j]), float(scores[j]))
-                                for j in top_k(scores, req.k).tolist()])
+            for lo in range(0, len(encoded), _QUERY_BLOCK):
+                for scores in encoded[lo:lo + _QUERY_BLOCK] @ vectors.T:
+                    results.append([self._hit(int(allowed[j]), float(scores[j]))
+                                    for j in top_k(scores, req.k).tolist()])
         return results
 
     def _hit(self, row: int, score: float) -> Hit:

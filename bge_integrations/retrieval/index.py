@@ -153,7 +153,8 @@ class HybridIndex:
             >>> index.add(["a text"], metadatas=[{"year": 2024}], ids=["doc-1"])  # doctest: +SKIP
             ['doc-1']
         """
-        batch = DocBatch.build(texts, metadatas, ids)
+        batch = DocBatch.build(texts, metadatas, ids,
+                               max_texts=self._m3.max_texts_per_call)
         if not batch.texts:
             return []
         with self._writer:

@@ -209,7 +209,8 @@ class QdrantHybridIndex:
             >>> index.add(["a text"], metadatas=[{"year": 2024}], ids=["doc-1"])  # doctest: +SKIP
             ['doc-1']
         """
-        batch = DocBatch.build(texts, metadatas, ids)
+        batch = DocBatch.build(texts, metadatas, ids,
+                               max_texts=self._m3.max_texts_per_call)
         m = self._models
         for lo in range(0, len(batch.texts), _BATCH):
             chunk = slice(lo, lo + _BATCH)

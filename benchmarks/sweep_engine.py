@@ -1,0 +1,86 @@
+"""Engine settings swept back to back in one process: token budget x side-by-side workers.
+
+Every setting encodes the same texts with the same model, round after round in a fixed
+rotation, next to the plain length-sorted loop of bench_encode.py, so slow minutes of a shared
+machine hit every setting alike. Prints tokens/s per round and the median per setting, as a
+Markdown table (docs/performance.md keeps the latest one).
+
+    python benchmarks/sweep_engine.py                       # bge-small-shaped BERT, 1,500 texts
+    python benchmarks/sweep_engine.py --budgets 512,1024,2048 --workers 1,2 --rounds 3
+    python benchmarks/sweep_engine.py --dtype int8 --budgets 1024,2048,4096 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bench_encode import SHAPES, build_random_bert, make_texts, minilm_dir, plain_loop  # noqa: E402
+from common import REPO, git_rev, machine_description  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="small", choices=sorted(SHAPES))
+    parser.add_argument("--n-texts", type=int, default=1500)
+    parser.add_argument("--budgets", default="512,1024,2048")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "int8"),
+                        help="bge_integrations' dtype (the plain loop stays float32)")
+    parser.add_argument("--model-dir", help="reuse a model directory built by bench_encode")
+    args = parser.parse_args()
+
+    import torch
+    from transformers import AutoTokenizer
+
+    sys.path.insert(0, str(REPO))
+    from bge_integrations import BGEEmbedder
+
+    dirname, hidden, layers, heads, inter = SHAPES[args.shape]
+    path = Path(args.model_dir) if args.model_dir else build_random_bert(
+        Path(tempfile.mkdtemp(prefix="bge-sweep-")) / dirname, hidden, layers, heads, inter)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    texts = make_texts(args.n_texts, 0.05, tokenizer)
+    n_tokens = sum(len(x) for x in tokenizer(texts, truncation=True, max_length=512)["input_ids"])
+
+    settings: dict[str, object] = {"plain loop (1,024)": plain_loop(str(path), "cls", 512, 1024)}
+    for workers in (int(w) for w in args.workers.split(",")):
+        for budget in (int(b) for b in args.budgets.split(",")):
+            emb = BGEEmbedder(str(path), pooling="cls", device="cpu", dtype=args.dtype,
+                              passage_max_length=512, max_batch_tokens=budget,
+                              num_workers=workers)
+            settings[f"{args.dtype}, workers {workers}, budget {budget:,}"] = emb.encode_documents
+    rounds: dict[str, list[float]] = {name: [] for name in settings}
+    for r in range(args.rounds):
+        for name, encode in settings.items():
+            t0 = time.perf_counter()
+            encode(texts)
+            rounds[name].append(n_tokens / (time.perf_counter() - t0))
+            print(f"round {r + 1} {name}: {rounds[name][-1]:,.0f} tok/s", file=sys.stderr,
+                  flush=True)
+
+    loop = statistics.median(rounds["plain loop (1,024)"])
+    machine = machine_description()
+    print(f"{args.n_texts:,} texts ({n_tokens:,} tokens), bge-{args.shape}-shaped BERT, "
+          f"{torch.get_num_threads()} torch threads, {machine['cpu']}, commit {git_rev()}, "
+          f"`python benchmarks/sweep_engine.py`\n")
+    print("| setting | tokens/s per round | median | vs plain loop |")
+    print("|---|---|---:|---:|")
+    for name, values in rounds.items():
+        median = statistics.median(values)
+        print(f"| {name} | {' / '.join(f'{v:,.0f}' for v in values)} | **{median:,.0f}** | "
+              f"{median / loop:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
