@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_index import check_searches_see_whole_groups
 from test_index_persistence import _edit_manifest, _flip_bit, _rewrite, generation
 
 from bge_integrations import BGEEmbedder, DenseIndex, HybridIndex
@@ -233,55 +233,13 @@ def test_load_checks_the_model_by_its_embeddings_not_its_name(saved: Path, tiny_
 
 # -- concurrency: the readers-writer lock of HybridIndex --------------------------------------------
 def test_concurrent_searches_see_whole_adds_and_deletes(bert_embedder: BGEEmbedder) -> None:
-    """8 threads search while a writer adds and deletes groups of 3 documents.
-
-    Each group is added by one ``add`` and removed by one ``delete``, so every search must see
-    each group whole or not at all; the base documents are always there.
-    """
-    corpus = list(TINY_CORPUS)
+    """Readers alternate unfiltered and filtered search (see
+    :func:`test_index.check_searches_see_whole_groups`)."""
     idx = DenseIndex(bert_embedder)
-    idx.add(corpus[:6], metadatas=[{"group": "base"}] * 6)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    searches = [0]
-
-    def writer() -> None:
-        try:
-            for n in range(12):
-                group = [f"g{n}-{j}" for j in range(3)]
-                idx.add(corpus[6 + n % 6: 9 + n % 6], metadatas=[{"group": f"g{n}"}] * 3,
-                        ids=group)
-                if n % 2:
-                    idx.delete([f"g{n - 1}-{j}" for j in range(3)])
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            stop.set()
-
-    def reader(filtered: bool) -> None:
-        try:
-            while not stop.is_set():
-                query_filter = {"group": {"$ne": "none"}} if filtered else None
-                for hits in idx.search_many(["panda", "France"], k=100, filter=query_filter):
-                    groups: dict[str, int] = {}
-                    for hit in hits:
-                        groups[hit.metadata["group"]] = groups.get(hit.metadata["group"], 0) + 1
-                    assert groups.pop("base") == 6
-                    assert all(count == 3 for count in groups.values()), groups
-                searches[0] += 1
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-            stop.set()
-
-    threads = [threading.Thread(target=reader, args=(i % 2 == 1,)) for i in range(8)]
-    threads.append(threading.Thread(target=writer))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors[0]
-    assert searches[0] >= 8
-    assert len(idx) == 6 + 6 * 3  # 12 groups added, 6 deleted
+    check_searches_see_whole_groups(
+        idx, list(TINY_CORPUS),
+        lambda i: idx.search_many(["panda", "France"], k=100,
+                                  filter={"group": {"$ne": "none"}} if i % 2 else None))
 
 
 def test_add_encodes_in_chunks_and_honours_the_per_call_limit(tiny_bert: str,

@@ -7,8 +7,9 @@ from __future__ import annotations
 import functools
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -315,14 +316,15 @@ def test_empty_index_and_empty_filter_result(m3x: BGEM3Embedder, index: HybridIn
     assert index.search(QUERIES[0], filter={"i": 999}) == []
 
 
-def test_concurrent_searches_see_whole_adds_and_deletes(m3x: BGEM3Embedder) -> None:
-    """8 threads search while a writer adds and deletes groups of 3 documents.
+def check_searches_see_whole_groups(idx: Any, corpus: list[str],
+                                    search: Callable[[int], list[list[Hit]]]) -> None:
+    """8 threads search (reader ``i`` calls ``search(i)``) while a writer adds and deletes
+    groups of 3 documents on ``idx``, which holds ``corpus[:6]`` as group "base" first.
 
     Each group is added by one ``add`` and removed by one ``delete``, so every search must see
     each group whole or not at all; the base documents are always there.
     """
-    idx = HybridIndex(m3x)
-    idx.add(CORPUS[:6], metadatas=[{"group": "base"}] * 6)
+    idx.add(corpus[:6], metadatas=[{"group": "base"}] * 6)
     stop = threading.Event()
     errors: list[BaseException] = []
     searches = [0]
@@ -331,7 +333,7 @@ def test_concurrent_searches_see_whole_adds_and_deletes(m3x: BGEM3Embedder) -> N
         try:
             for n in range(12):
                 group = [f"g{n}-{j}" for j in range(3)]
-                idx.add(CORPUS[6 + n % 6: 9 + n % 6], metadatas=[{"group": f"g{n}"}] * 3,
+                idx.add(corpus[6 + n % 6: 9 + n % 6], metadatas=[{"group": f"g{n}"}] * 3,
                         ids=group)
                 if n % 2:
                     idx.delete([f"g{n - 1}-{j}" for j in range(3)])
@@ -340,10 +342,10 @@ def test_concurrent_searches_see_whole_adds_and_deletes(m3x: BGEM3Embedder) -> N
         finally:
             stop.set()
 
-    def reader(mode: str) -> None:
+    def reader(i: int) -> None:
         try:
             while not stop.is_set():
-                for hits in idx.search_many(QUERIES[:2], k=100, mode=mode):
+                for hits in search(i):
                     groups: dict[str, int] = {}
                     for hit in hits:
                         groups[hit.metadata["group"]] = groups.get(hit.metadata["group"], 0) + 1
@@ -354,8 +356,7 @@ def test_concurrent_searches_see_whole_adds_and_deletes(m3x: BGEM3Embedder) -> N
             errors.append(exc)
             stop.set()
 
-    threads = [threading.Thread(target=reader, args=(("dense", "hybrid")[i % 2],))
-               for i in range(8)]
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
     threads.append(threading.Thread(target=writer))
     for t in threads:
         t.start()
@@ -364,6 +365,13 @@ def test_concurrent_searches_see_whole_adds_and_deletes(m3x: BGEM3Embedder) -> N
     assert not errors, errors[0]
     assert searches[0] >= 8
     assert len(idx) == 6 + 6 * 3  # 12 groups added, 6 deleted
+
+
+def test_concurrent_searches_see_whole_adds_and_deletes(m3x: BGEM3Embedder) -> None:
+    """Readers alternate dense and hybrid search (see :func:`check_searches_see_whole_groups`)."""
+    idx = HybridIndex(m3x)
+    check_searches_see_whole_groups(
+        idx, CORPUS, lambda i: idx.search_many(QUERIES[:2], k=100, mode=("dense", "hybrid")[i % 2]))
 
 
 def test_ids_are_never_paths(m3x: BGEM3Embedder, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .engine import Engine, LoadedModel, load_model
-from .inputs import validate_texts
+from .inputs import optional_positive_int, validate_texts
 from .pooling import pool
 from .prompts import build_icl_prefix, format_query, icl_query_token_ids
 from .registry import Family, ModelSpec, Pooling, resolve_spec
@@ -46,15 +46,15 @@ class EncoderBase:
         self.passage_max_length = _positive(passage_max_length, spec.max_length,
                                             "passage_max_length")
         self.normalize = bool(normalize)
-        self.max_texts_per_call = _optional_positive(max_texts_per_call, "max_texts_per_call")
+        self.max_texts_per_call = optional_positive_int(max_texts_per_call, "max_texts_per_call")
         loaded = [load_model(self.model_name, device=d, dtype=dtype,
                              trust_remote_code=trust_remote_code) for d in _devices(device)]
         self._loaded: LoadedModel = loaded[0]
         self._engine = Engine(self._loaded, replicas=loaded[1:], batch_size=batch_size,
                               max_batch_tokens=max_batch_tokens, show_progress=show_progress,
-                              max_tokens_per_call=_optional_positive(
+                              max_tokens_per_call=optional_positive_int(
                                   max_tokens_per_call, "max_tokens_per_call"),
-                              num_workers=_optional_positive(num_workers, "num_workers"))
+                              num_workers=num_workers)
 
     @property
     def spec(self) -> ModelSpec:
@@ -96,17 +96,8 @@ def _devices(device: str | Sequence[str] | None) -> list[str | None]:
     return list(device)
 
 
-def _optional_positive(value: int | None, name: str) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        msg = f"{name} must be a positive int or None, got {value!r}."
-        raise ValueError(msg)
-    return value
-
-
 def _positive(value: int | None, default: int, name: str) -> int:
-    checked = _optional_positive(value, name)
+    checked = optional_positive_int(value, name)
     return default if checked is None else checked
 
 

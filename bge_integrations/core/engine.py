@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .first_token import FirstTokenModel, first_token_model
 from .hardware import resolve_device, resolve_dtype
+from .inputs import optional_positive_int
 from .resolve import resolve_model_dir
 from .scheduler import BatchQueue, drain
 
@@ -176,13 +177,9 @@ class Engine:
         if not isinstance(max_batch_tokens, int) or max_batch_tokens <= 0:
             msg = f"max_batch_tokens must be a positive int, got {max_batch_tokens!r}."
             raise ValueError(msg)
-        if num_workers is not None and (not isinstance(num_workers, int)
-                                        or isinstance(num_workers, bool) or num_workers <= 0):
-            msg = f"num_workers must be a positive int or None, got {num_workers!r}."
-            raise ValueError(msg)
         self.loaded = loaded
         self.replicas = tuple(replicas)
-        self.num_workers = num_workers
+        self.num_workers = optional_positive_int(num_workers, "num_workers")
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self.show_progress = show_progress

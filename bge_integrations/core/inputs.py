@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["validate_texts"]
+__all__ = ["validate_texts", "optional_positive_int"]
 
 
 def validate_texts(texts: object, *, name: str = "texts", max_texts: int | None = None
@@ -37,3 +37,13 @@ def validate_texts(texts: object, *, name: str = "texts", max_texts: int | None 
                "split the input or raise the limit.")
         raise ValueError(msg)
     return out
+
+
+def optional_positive_int(value: object, name: str) -> int | None:
+    """``value`` if it is None or a positive int (not a bool), else a ``ValueError`` naming it."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        msg = f"{name} must be a positive int or None, got {value!r}."
+        raise ValueError(msg)
+    return value
