@@ -1,4 +1,4 @@
-"""Encoding throughput: bge_integrations vs FlagEmbedding 1.4.2, sentence-transformers and a plain loop.
+"""Encoding speed: bge_integrations vs FlagEmbedding 1.4.2, sentence-transformers, a plain loop.
 
 One invocation runs every contender on the same texts and the same model directory, each in its
 own subprocess (so load time and peak RSS are its own), and prints one table per model:
@@ -15,6 +15,8 @@ concatenated sentences as 100-500-token passages.
     python benchmarks/bench_encode.py                 # full run (slow on 2 cores: ~1 hour)
     python benchmarks/bench_encode.py --quick         # smoke run: fewer texts, small model only
     python benchmarks/bench_encode.py --flag-python /work/flagvenv/bin/python
+    python benchmarks/bench_encode.py --device cuda                # one GPU, float16
+    python benchmarks/bench_encode.py --device cuda:0,cuda:1       # two GPUs
 
 Contenders:
     bge_integrations        BGEEmbedder(dtype="float32").encode_documents (the default path)
@@ -22,6 +24,13 @@ Contenders:
     FlagEmbedding 1.4.2     FlagModel(devices="cpu", use_fp16=False).encode_corpus, in its own venv
     sentence-transformers   SentenceTransformer.encode(batch_size=32) with the same pooling
     plain loop              length-sorted, 1,024-token batches, SDPA attention, float32
+
+On a GPU (``--device cuda``) every contender runs in ``--dtype`` (float16 by default:
+FlagModel(use_fp16=True), the sentence-transformers model and the plain loop cast to it), the
+plain loop takes 16,384-token batches, the int8 contender is left out (it is CPU-only) and the
+table adds each contender's peak GPU memory. With a device list, bge_integrations runs one
+replica per GPU and FlagEmbedding its multiprocessing pool over the same list; the others use
+the first GPU. GPU runs write their own results file and docs block.
 """
 
 from __future__ import annotations
@@ -65,10 +74,11 @@ SHAPES = {
 }
 CONTENDERS = ("bge_integrations", "bge_integrations int8", "FlagEmbedding 1.4.2",
               "sentence-transformers", "plain loop")
+CPU_ONLY = ("bge_integrations int8",)
 OURS = "bge_integrations"
 REFERENCE = "FlagEmbedding 1.4.2"
-DOCS_BEGIN = "<!-- bench_encode:begin -->"
-DOCS_END = "<!-- bench_encode:end -->"
+#: the plain loop's token budget: issue 8's CPU baseline, and a sensible hand-written GPU one
+LOOP_BUDGET = {"cpu": 1024, "cuda": 16384}
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -134,13 +144,15 @@ def worker(job: dict) -> dict:
         torch.set_num_threads(int(job["threads"]))
     texts = json.loads(Path(job["texts"]).read_text())
     name, path, pooling, max_len = job["contender"], job["path"], job["pooling"], job["max_length"]
+    devices, dtype = job.get("devices", ["cpu"]), job.get("dtype", "float32")
     t0 = time.perf_counter()
     if name.startswith(OURS):
         sys.path.insert(0, str(REPO))
         from bge_integrations import BGEEmbedder
 
-        dtype = "int8" if name.endswith("int8") else "float32"
-        model = BGEEmbedder(path, pooling=pooling, device="cpu", dtype=dtype,
+        model = BGEEmbedder(path, pooling=pooling,
+                            device=devices[0] if len(devices) == 1 else devices,
+                            dtype="int8" if name.endswith("int8") else dtype,
                             passage_max_length=max_len,
                             **({"max_batch_tokens": job["batch_tokens"]}
                                if job.get("batch_tokens") else {}))
@@ -162,13 +174,18 @@ def worker(job: dict) -> dict:
         transformer = Transformer(path, max_seq_length=max_len)
         modules = [transformer, Pooling(transformer.get_word_embedding_dimension(),
                                         pooling_mode=pooling), Normalize()]
-        model = SentenceTransformer(modules=modules, device="cpu")
+        model = SentenceTransformer(modules=modules, device=devices[0])
+        if dtype != "float32":
+            model.to(getattr(torch, dtype))
         load_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         emb = model.encode(texts, batch_size=32, convert_to_numpy=True,
                            normalize_embeddings=False)
     elif name == "plain loop":
-        encode = plain_loop(path, pooling, max_len, job.get("batch_tokens") or 1024)
+        device = devices[0]
+        encode = plain_loop(path, pooling, max_len,
+                            LOOP_BUDGET["cuda" if device.startswith("cuda") else "cpu"],
+                            device=device, dtype=dtype)
         load_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         emb = encode(texts)
@@ -178,17 +195,29 @@ def worker(job: dict) -> dict:
     encode_s = time.perf_counter() - t0
     np.save(job["out"], np.asarray(emb, np.float32))
     return {"load_s": load_s, "encode_s": encode_s, "peak_rss_mb": _peak_rss_mib(),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), **peak_gpu_mib(devices)}
 
 
-def plain_loop(path: str, pooling: str, max_length: int, budget: int):  # noqa: ANN201
-    """The baseline of issue 8: tokenize, sort by length, 1,024-token batches, SDPA, fp32."""
+def peak_gpu_mib(devices: list[str]) -> dict[str, float]:
+    """``{"peak_gpu_mb": ...}``: torch's peak allocation summed over the CUDA devices used."""
+    import torch
+
+    cuda = sorted({torch.device(d) for d in devices if d.startswith("cuda")}, key=str)
+    if not cuda:
+        return {}
+    return {"peak_gpu_mb": sum(torch.cuda.max_memory_allocated(d) for d in cuda) / 2**20}
+
+
+def plain_loop(path: str, pooling: str, max_length: int, budget: int, *,  # noqa: ANN201
+               device: str = "cpu", dtype: str = "float32"):
+    """The baseline of issue 8: tokenize, sort by length, token-budget batches, SDPA."""
     import torch
     import torch.nn.functional as F
     from transformers import AutoModel, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path, attn_implementation="sdpa").eval()
+    model.to(device=device, dtype=getattr(torch, dtype))
 
     @torch.inference_mode()
     def encode(texts: list[str]) -> np.ndarray:
@@ -199,14 +228,14 @@ def plain_loop(path: str, pooling: str, max_length: int, budget: int):  # noqa: 
         while pos < len(order):
             size = max(1, min(len(order) - pos, budget // len(ids[order[pos]])))
             idx = order[pos:pos + size]
-            batch = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-            hidden = model(**batch).last_hidden_state
+            batch = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(device)
+            hidden = model(**batch).last_hidden_state.float()
             if pooling == "cls":
                 vec = hidden[:, 0]
             else:
                 mask = batch["attention_mask"].unsqueeze(-1).float()
                 vec = (hidden * mask).sum(1) / mask.sum(1)
-            out[idx] = F.normalize(vec, dim=-1).numpy()
+            out[idx] = F.normalize(vec, dim=-1).cpu().numpy()
             pos += size
         return out
 
@@ -249,19 +278,22 @@ def table(model: str, n_texts: int, n_tokens: int, results: dict[str, dict]) -> 
             if "max_abs_diff_vs_flag" not in r:
                 ref = np.load(results[REFERENCE]["embeddings"]) if ref is None else ref
                 r["max_abs_diff_vs_flag"] = float(np.max(np.abs(np.load(r["embeddings"]) - ref)))
+    gpu = any("peak_gpu_mb" in r for r in results.values())
     lines = [f"**{model}** — {n_texts:,} texts, {n_tokens:,} tokens",
              "",
              "| contender | tokens/s | each run's tokens/s | texts/s | encode s | load s | "
-             "peak RSS MiB | max abs diff vs Flag | bge_integrations speed-up |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"peak RSS MiB | {'peak GPU MiB | ' if gpu else ''}max abs diff vs Flag | "
+             "bge_integrations speed-up |",
+             f"|---|---:|---:|---:|---:|---:|---:|{'---:|' if gpu else ''}---:|---:|"]
     for name, r in results.items():
         tps = n_tokens / r["encode_s"]
         runs = " / ".join(f"{n_tokens / t:,.0f}" for t in r.get("rounds_encode_s", [r["encode_s"]]))
+        gpu_mb = f"{r['peak_gpu_mb']:,.0f} | " if "peak_gpu_mb" in r else "- | "
         diff = f"{r['max_abs_diff_vs_flag']:.1e}" if "max_abs_diff_vs_flag" in r else "-"
         ratio = "-" if ours is None or name == OURS else f"{r['encode_s'] / ours['encode_s']:.2f}x"
         lines.append(f"| {name} | {tps:,.0f} | {runs} | {n_texts / r['encode_s']:,.1f} | "
                      f"{r['encode_s']:.1f} | {r['load_s']:.2f} | {r['peak_rss_mb']:,.0f} | "
-                     f"{diff} | {ratio} |")
+                     f"{gpu_mb if gpu else ''}{diff} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -269,13 +301,15 @@ def machine_md(desc: dict[str, str]) -> str:
     return "\n".join(f"- {k}: {v}" for k, v in desc.items())
 
 
-def write_docs(tables: str, header: str) -> None:
-    block = f"{DOCS_BEGIN}\n{header}\n\n{tables}\n{DOCS_END}"
+def write_docs(tables: str, header: str, marker: str) -> None:
+    """Replace the ``<!-- marker:begin/end -->`` block of docs/performance.md (or append it)."""
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    block = f"{begin}\n{header}\n\n{tables}\n{end}"
     if DOCS.exists():
         text = DOCS.read_text()
-        if DOCS_BEGIN in text and DOCS_END in text:
-            before = text.split(DOCS_BEGIN)[0]
-            after = text.split(DOCS_END, 1)[1]
+        if begin in text and end in text:
+            before = text.split(begin)[0]
+            after = text.split(end, 1)[1]
             DOCS.write_text(before + block + after)
             return
         DOCS.write_text(text.rstrip() + "\n\n" + block + "\n")
@@ -300,6 +334,14 @@ def main() -> int:
                         help="fraction of texts that are 100-500-token passages")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="torch threads for every contender")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, cuda:N or a list cuda:0,cuda:1 (bge_integrations and "
+                        "FlagEmbedding use the whole list, the others its first device)")
+    parser.add_argument("--dtype", choices=("float32", "float16"), default=None,
+                        help="every contender's dtype (default: float32 on the CPU, float16 "
+                        "on CUDA)")
+    parser.add_argument("--batch-tokens", type=int, default=None,
+                        help="bge_integrations' max_batch_tokens (default: the engine's)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs of every contender but FlagEmbedding, in rotation; the "
                         "table keeps each one's fastest (FlagEmbedding runs once)")
@@ -316,10 +358,28 @@ def main() -> int:
     transformers.utils.logging.disable_progress_bar()
     n_texts = args.n_texts or (400 if args.quick else 5000)
     models = (args.models or ("small" if args.quick else "small,base,minilm")).split(",")
-    contenders = [c.strip() for c in (args.contenders or ",".join(CONTENDERS)).split(",")]
+    devices = [d.strip() for d in args.device.split(",") if d.strip()]
+    on_gpu = devices[0].startswith("cuda")
+    if not devices or any(d.startswith("cuda") != on_gpu for d in devices):
+        parser.error(f"--device {args.device!r}: give cpu or CUDA devices, not both")
+    if on_gpu:
+        import torch
+
+        if not torch.cuda.is_available() or any(
+                torch.device(d).index is not None
+                and torch.device(d).index >= torch.cuda.device_count() for d in devices):
+            parser.error(f"--device {args.device}: this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
+    dtype = args.dtype or ("float16" if on_gpu else "float32")
+    if dtype == "float16" and not on_gpu:
+        parser.error("--dtype float16 is for CUDA; the CPU contenders run float32")
+    default = [c for c in CONTENDERS if not (on_gpu and c in CPU_ONLY)]
+    contenders = [c.strip() for c in args.contenders.split(",")] if args.contenders else default
     for c in contenders:
         if c not in CONTENDERS:
             parser.error(f"unknown contender {c!r}; valid: {', '.join(CONTENDERS)}")
+        if on_gpu and c in CPU_ONLY:
+            parser.error(f"{c!r} runs on the CPU only")
     flag_py = flag_python(args.flag_python) if REFERENCE in contenders else None
 
     work = Path(tempfile.mkdtemp(prefix="bge-bench-"))
@@ -329,16 +389,18 @@ def main() -> int:
     texts_file.write_text(json.dumps(texts))
     stamp = dt.datetime.now(dt.timezone.utc)
     header = (f"Measured {stamp:%Y-%m-%d %H:%M} UTC, commit {git_rev()}, "
-              f"`python benchmarks/bench_encode.py{' --quick' if args.quick else ''}`; "
+              f"`python benchmarks/bench_encode.py{' --quick' if args.quick else ''}"
+              f"{f' --device {args.device}' if on_gpu else ''}`; "
+              f"device {','.join(devices)}, {dtype}; "
               f"{args.threads} torch threads per contender, each contender in its own process, "
               "one encode call each (first-call cost included); "
               f"{args.rounds} rounds in rotation, each contender's fastest kept "
               "(FlagEmbedding: one run). Speed-up = contender's encode "
-              "time / bge_integrations' encode time (float32).")
-    suffix = "-quick" if args.quick else ""
+              f"time / bge_integrations' encode time ({dtype}).")
+    suffix = ("-gpu" if on_gpu else "") + ("-quick" if args.quick else "")
     out = RESULTS / f"encode-{stamp:%Y-%m-%d}{suffix}.md"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    machine = machine_description()
+    machine = machine_description(devices)
     sections: list[str] = []
     raw: dict[str, dict] = {}
     try:
@@ -355,7 +417,8 @@ def main() -> int:
                 pooling, max_len = "cls", 128 if args.quick else 512
             n_tokens = count_tokens(tokenizer, texts, max_len)
             job = {"path": str(path), "pooling": pooling, "max_length": max_len,
-                   "texts": str(texts_file), "threads": args.threads}
+                   "texts": str(texts_file), "threads": args.threads, "devices": devices,
+                   "dtype": dtype, "batch_tokens": args.batch_tokens}
             results: dict[str, dict] = {}
             model_work = work / model
             model_work.mkdir(exist_ok=True)
@@ -390,14 +453,16 @@ def main() -> int:
     print(tables)
     print(f"\nwrote {out}", file=sys.stderr)
     if not args.quick and not args.no_docs:
-        write_docs(tables, header + f" Machine: {_short_machine(machine)}.")
+        write_docs(tables, header + f" Machine: {_short_machine(machine)}.",
+                   "bench_encode_gpu" if on_gpu else "bench_encode")
         print(f"updated {DOCS}", file=sys.stderr)
     return 0
 
 
 def _short_machine(d: dict[str, str]) -> str:
-    return (f"{d['cpu']}, {d['cores']} cores, flags: {d['flags']} (no {d['missing flags']}), "
-            f"torch {d['torch']}, transformers {d['transformers']}")
+    gpu = f"{d['gpu']}; " if "gpu" in d else ""
+    return (f"{gpu}{d['cpu']}, {d['cores']} cores, flags: {d['flags']} "
+            f"(no {d['missing flags']}), torch {d['torch']}, transformers {d['transformers']}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Peak RSS while embedding many passages: streaming ``encode_iter`` vs one ``encode_documents`` call.
+"""Peak RSS embedding many passages: streaming ``encode_iter`` vs one ``encode_documents`` call.
 
 Each mode runs in its own process and reports ``ru_maxrss`` (peak resident memory) before and
 after encoding, so the difference is what the encoding itself held at its peak.

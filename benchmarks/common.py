@@ -70,8 +70,9 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_description() -> dict[str, str]:
-    """CPU model, the SIMD flags that matter for inference, cores, library versions."""
+def machine_description(devices: list[str] | None = None) -> dict[str, str]:
+    """CPU model, the SIMD flags that matter for inference, cores, library versions; the GPUs
+    among ``devices`` (name, memory, CUDA version) when there are any."""
     import torch
     import transformers
 
@@ -81,7 +82,14 @@ def machine_description() -> dict[str, str]:
     flags = cpu_flags()
     wanted = ["avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
               "amx_int8"]
+    cuda = [torch.device(d) for d in devices or () if d.startswith("cuda")]
+    gpus = {}
+    if cuda:
+        props = [torch.cuda.get_device_properties(d) for d in cuda]
+        gpus = {"gpu": ", ".join(f"{p.name} ({p.total_memory / 2**30:.0f} GiB)" for p in props),
+                "cuda": str(torch.version.cuda)}
     return {
+        **gpus,
         "cpu": cpu_model(),
         "cores": str(os.cpu_count()),
         "flags": " ".join(f for f in wanted if f in flags) or "(none of the listed)",

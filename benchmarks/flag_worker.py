@@ -76,7 +76,10 @@ def run_bench(job: dict) -> None:
         torch.set_num_threads(int(job["threads"]))
     texts = json.loads(Path(job["texts"]).read_text())
     t0 = time.perf_counter()
-    model = _flag_class("FlagModel")(job["path"], devices="cpu", use_fp16=False,
+    devices = job.get("devices", ["cpu"])
+    model = _flag_class("FlagModel")(job["path"], devices=devices[0] if len(devices) == 1
+                                     else devices,
+                                     use_fp16=job.get("dtype") == "float16",
                                      pooling_method=job["pooling"],
                                      query_instruction_for_retrieval=None,
                                      passage_max_length=job["max_length"],
@@ -89,6 +92,8 @@ def run_bench(job: dict) -> None:
     result = {"load_s": load_s, "encode_s": encode_s,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "threads": torch.get_num_threads()}
+    if len(devices) == 1 and devices[0].startswith("cuda"):  # a pool's GPUs are in its workers
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated(devices[0]) / 2**20
     Path(job["result"]).write_text(json.dumps(result))
 
 

@@ -8,6 +8,8 @@ Markdown table (docs/performance.md keeps the latest one).
     python benchmarks/sweep_engine.py                       # bge-small-shaped BERT, 1,500 texts
     python benchmarks/sweep_engine.py --budgets 512,1024,2048 --workers 1,2 --rounds 3
     python benchmarks/sweep_engine.py --dtype int8 --budgets 1024,2048,4096 --workers 2
+    python benchmarks/sweep_engine.py --device cuda --dtype float16 --n-texts 20000 \
+        --budgets 8192,16384,32768,65536 --workers 1          # GPU: the loop runs float16 too
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench_encode import SHAPES, build_random_bert, make_texts, minilm_dir, plain_loop  # noqa: E402
+from bench_encode import (  # noqa: E402
+    LOOP_BUDGET,
+    SHAPES,
+    build_random_bert,
+    make_texts,
+    minilm_dir,
+    plain_loop,
+)
 from common import REPO, git_rev, machine_description  # noqa: E402
 
 
@@ -34,8 +43,11 @@ def main() -> int:
     parser.add_argument("--budgets", default="512,1024,2048")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--dtype", default="float32", choices=("float32", "int8"),
-                        help="bge_integrations' dtype (the plain loop stays float32)")
+    parser.add_argument("--dtype", default="float32",
+                        choices=("float32", "int8", "float16", "bfloat16"),
+                        help="bge_integrations' dtype (the plain loop runs float32, or the same "
+                        "half precision on a GPU)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--model-dir", help="reuse a model directory built by bench_encode")
     args = parser.parse_args()
 
@@ -52,10 +64,16 @@ def main() -> int:
     texts = make_texts(args.n_texts, 0.05, tokenizer)
     n_tokens = sum(len(x) for x in tokenizer(texts, truncation=True, max_length=512)["input_ids"])
 
-    settings: dict[str, object] = {"plain loop (1,024)": plain_loop(str(path), "cls", 512, 1024)}
+    gpu = args.device.startswith("cuda")
+    loop_dtype = args.dtype if gpu and args.dtype in ("float16", "bfloat16") else "float32"
+    loop_budget = LOOP_BUDGET["cuda" if gpu else "cpu"]
+    loop_name = f"plain loop ({loop_budget:,}, {loop_dtype})"
+    settings: dict[str, object] = {
+        loop_name: plain_loop(str(path), "cls", 512, loop_budget, device=args.device,
+                              dtype=loop_dtype)}
     for workers in (int(w) for w in args.workers.split(",")):
         for budget in (int(b) for b in args.budgets.split(",")):
-            emb = BGEEmbedder(str(path), pooling="cls", device="cpu", dtype=args.dtype,
+            emb = BGEEmbedder(str(path), pooling="cls", device=args.device, dtype=args.dtype,
                               passage_max_length=512, max_batch_tokens=budget,
                               num_workers=workers)
             settings[f"{args.dtype}, workers {workers}, budget {budget:,}"] = emb.encode_documents
@@ -68,10 +86,11 @@ def main() -> int:
             print(f"round {r + 1} {name}: {rounds[name][-1]:,.0f} tok/s", file=sys.stderr,
                   flush=True)
 
-    loop = statistics.median(rounds["plain loop (1,024)"])
-    machine = machine_description()
+    loop = statistics.median(rounds[loop_name])
+    machine = machine_description([args.device])
     print(f"{args.n_texts:,} texts ({n_tokens:,} tokens), bge-{args.shape}-shaped BERT, "
-          f"{torch.get_num_threads()} torch threads, {machine['cpu']}, commit {git_rev()}, "
+          f"{torch.get_num_threads()} torch threads, {machine.get('gpu', machine['cpu'])}, "
+          f"commit {git_rev()}, "
           f"`python benchmarks/sweep_engine.py`\n")
     print("| setting | tokens/s per round | median | vs plain loop |")
     print("|---|---|---:|---:|")
