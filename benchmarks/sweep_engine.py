@@ -8,6 +8,7 @@ Markdown table (docs/performance.md keeps the latest one).
     python benchmarks/sweep_engine.py                       # bge-small-shaped BERT, 1,500 texts
     python benchmarks/sweep_engine.py --budgets 512,1024,2048 --workers 1,2 --rounds 3
     python benchmarks/sweep_engine.py --dtype int8 --budgets 1024,2048,4096 --workers 2
+    python benchmarks/sweep_engine.py --budgets 512 --workers 2 --bound   # + matmul-only bound
     python benchmarks/sweep_engine.py --device cuda --dtype float16 --n-texts 20000 \
         --budgets 8192,16384,32768,65536 --workers 1          # GPU: the loop runs float16 too
 """
@@ -49,6 +50,9 @@ def main() -> int:
                         "half precision on a GPU)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--model-dir", help="reuse a model directory built by bench_encode")
+    parser.add_argument("--bound", action="store_true",
+                        help="add a CPU upper bound: only the model's matrix products for the "
+                        "same batches (first budget, first workers count), nothing else")
     args = parser.parse_args()
 
     import torch
@@ -77,6 +81,10 @@ def main() -> int:
                               passage_max_length=512, max_batch_tokens=budget,
                               num_workers=workers)
             settings[f"{args.dtype}, workers {workers}, budget {budget:,}"] = emb.encode_documents
+    if args.bound:
+        budget, workers = int(args.budgets.split(",")[0]), int(args.workers.split(",")[0])
+        settings[f"bound: matrix products only, workers {workers}, budget {budget:,}"] = (
+            matmul_bound(str(path), tokenizer, budget, workers))
     rounds: dict[str, list[float]] = {name: [] for name in settings}
     for r in range(args.rounds):
         for name, encode in settings.items():
@@ -99,6 +107,50 @@ def main() -> int:
         print(f"| {name} | {' / '.join(f'{v:,.0f}' for v in values)} | **{median:,.0f}** | "
               f"{median / loop:.2f}x |")
     return 0
+
+
+def matmul_bound(path: str, tokenizer, budget: int, workers: int):  # noqa: ANN001, ANN201
+    """An upper bound for a float32 CPU engine: the Linear layers' matrix products alone.
+
+    Same length-sorted batches and workers as the engine (its own queue and ``drain``), same
+    weights, CLS pooling (the last layer's query/output/FFN products for the first token only),
+    but no embeddings, attention, GELU, LayerNorm, padding or pooling: no engine doing the
+    same arithmetic with these BLAS kernels can be faster.
+    """
+    import numpy as np
+    import torch
+    from transformers import AutoModel
+
+    from bge_integrations.core.scheduler import BatchQueue, drain
+
+    model = AutoModel.from_pretrained(path).eval()
+    layers = [(layer.attention.self.query, layer.attention.self.key, layer.attention.self.value,
+               layer.attention.output.dense, layer.intermediate.dense, layer.output.dense)
+              for layer in model.encoder.layer]
+    hidden, inter = model.config.hidden_size, model.config.intermediate_size
+    x, y = torch.randn(budget, hidden), torch.randn(budget, inter)
+    cpu = type("Replica", (), {"device": torch.device("cpu")})()
+
+    def products(_replica: object, positions: np.ndarray) -> list[None]:
+        rows = len(positions) * int(lengths[positions[0]])
+        for i, (q, k, v, o, up, down) in enumerate(layers):
+            m = len(positions) if i == len(layers) - 1 else rows
+            for lin, inputs in ((k, x[:rows]), (v, x[:rows]), (q, x[:m]), (o, x[:m]),
+                                (up, x[:m]), (down, y[:m])):
+                lin(inputs)
+        return [None] * len(positions)
+
+    def encode(texts: list[str]) -> None:
+        nonlocal lengths
+        ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
+        lengths = np.array([len(r) for r in ids])
+        threads = max(1, torch.get_num_threads() // workers) if workers > 1 else None
+        with torch.inference_mode():
+            drain(BatchQueue(lengths, 256), [cpu] * workers, products, lambda *_: None,
+                  budget, threads)
+
+    lengths = np.zeros(0, dtype=np.int64)
+    return encode
 
 
 if __name__ == "__main__":
