@@ -1,4 +1,4 @@
-"""Engine settings swept back to back in one process: token budget x side-by-side workers.
+"""Engine settings swept back to back in one process: token budget x workers x texts per batch.
 
 Every setting encodes the same texts with the same model, round after round in a fixed
 rotation, next to the plain length-sorted loop of bench_encode.py, so slow minutes of a shared
@@ -10,7 +10,7 @@ Markdown table (docs/performance.md keeps the latest one).
     python benchmarks/sweep_engine.py --dtype int8 --budgets 1024,2048,4096 --workers 2
     python benchmarks/sweep_engine.py --budgets 512 --workers 2 --bound   # + matmul-only bound
     python benchmarks/sweep_engine.py --device cuda --dtype float16 --n-texts 20000 \
-        --budgets 8192,16384,32768,65536 --workers 1          # GPU: the loop runs float16 too
+        --budgets 8192,16384,32768,65536 --workers 1 --batch-sizes 256,4096  # GPU, loop too
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def main() -> int:
     parser.add_argument("--n-texts", type=int, default=1500)
     parser.add_argument("--budgets", default="512,1024,2048")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--batch-sizes", default="256",
+                        help="most texts per batch (the engine's batch_size), comma-separated")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dtype", default="float32",
                         choices=("float32", "int8", "float16", "bfloat16"),
@@ -75,12 +77,16 @@ def main() -> int:
     settings: dict[str, object] = {
         loop_name: plain_loop(str(path), "cls", 512, loop_budget, device=args.device,
                               dtype=loop_dtype)}
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
     for workers in (int(w) for w in args.workers.split(",")):
         for budget in (int(b) for b in args.budgets.split(",")):
-            emb = BGEEmbedder(str(path), pooling="cls", device=args.device, dtype=args.dtype,
-                              passage_max_length=512, max_batch_tokens=budget,
-                              num_workers=workers)
-            settings[f"{args.dtype}, workers {workers}, budget {budget:,}"] = emb.encode_documents
+            for size in sizes:
+                emb = BGEEmbedder(str(path), pooling="cls", device=args.device, dtype=args.dtype,
+                                  passage_max_length=512, max_batch_tokens=budget,
+                                  num_workers=workers, batch_size=size)
+                name = f"{args.dtype}, workers {workers}, budget {budget:,}"
+                settings[name + (f", {size:,} texts" if len(sizes) > 1 else "")] = (
+                    emb.encode_documents)
     if args.bound:
         budget, workers = int(args.budgets.split(",")[0]), int(args.workers.split(",")[0])
         settings[f"bound: matrix products only, workers {workers}, budget {budget:,}"] = (
