@@ -1,4 +1,4 @@
-"""Performance code paths: side-by-side CPU batches, the first-token last layer, int8.
+"""Performance code paths: side-by-side CPU batches, the lean encoder pass, int8.
 
 Each must leave the numbers as they are (float32: within float rounding of the plain forward)
 or, for int8, keep STS-B quality within half a point.
@@ -16,7 +16,7 @@ import torch
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder
 from bge_integrations.core.engine import Engine, LoadedModel, load_model, quantize_int8
-from bge_integrations.core.first_token import first_token_model
+from bge_integrations.core.lean_encoder import lean_encoder
 
 STS_DEV = Path(__file__).parent / "data" / "sts-dev.csv"
 #: all-MiniLM-L6-v2, mean pooling, float32, x100 (sentence-transformers gives the same)
@@ -129,34 +129,39 @@ def test_workers_default_and_validation(tiny_bert: str) -> None:
             BGEEmbedder(tiny_bert, device="cpu", num_workers=bad)
 
 
-# -- last layer for the first token only (CLS pooling) ---------------------------------------
+# -- the lean encoder pass (and its last layer for the first token only) ---------------------
 def _padded(loaded: LoadedModel, texts: list[str]) -> dict:
     return loaded.tokenizer(texts, padding=True, return_tensors="pt")
 
 
-@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_m3"])
-def test_first_token_model_equals_the_full_forward(fixture: str,
-                                                   request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_m3", "minilm_dir"])
+def test_lean_encoder_equals_the_model_forward(fixture: str,
+                                               request: pytest.FixtureRequest) -> None:
     loaded = load_model(request.getfixturevalue(fixture), device="cpu", dtype="float32")
-    shortcut = first_token_model(loaded.model)
-    assert shortcut is not None
-    batch = _padded(loaded, MIXED[:40])
-    with torch.inference_mode():
-        full = loaded.model(**batch).last_hidden_state[:, 0]
-        first = shortcut(batch["input_ids"], batch["attention_mask"])
-    assert first.shape == (40, 1, loaded.hidden_size)
-    torch.testing.assert_close(first[:, 0], full, atol=1e-6, rtol=0)
-    # the shortcut shares the weights and leaves the model whole
-    assert len(shortcut.trunk.encoder.layer) == len(loaded.model.encoder.layer) - 1
-    assert shortcut.trunk.embeddings.word_embeddings.weight is \
-        loaded.model.embeddings.word_embeddings.weight
+    lean = lean_encoder(loaded.model)
+    assert lean is not None and loaded.lean is not None
+    padded = _padded(loaded, MIXED[:40])
+    unpadded = _padded(loaded, MIXED[:1] * 3)  # no padding: attention without a mask
+    for batch in (padded, unpadded):
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        with torch.inference_mode():
+            want = loaded.model(input_ids=ids, attention_mask=mask).last_hidden_state
+            every = lean(ids, mask)
+            first = lean(ids, mask, first_token_only=True)
+        # every position, padding rows included, and the first token through the short layer
+        torch.testing.assert_close(every, want, atol=1e-6, rtol=0)
+        assert first.shape == (len(ids), 1, loaded.hidden_size)
+        torch.testing.assert_close(first[:, 0], want[:, 0], atol=1e-6, rtol=0)
+    # the lean pass runs the model's own modules: nothing copied, the model left whole
+    assert lean.layers[0] is loaded.model.encoder.layer[0]
+    assert lean.embeddings is loaded.model.embeddings
     assert loaded.model.config.num_hidden_layers == len(loaded.model.encoder.layer)
 
 
-def test_first_token_model_refuses_unknown_layouts(tiny_mistral: str) -> None:
+def test_lean_encoder_refuses_unknown_layouts(tiny_mistral: str) -> None:
     loaded = load_model(tiny_mistral, device="cpu", dtype="float32")
-    assert first_token_model(loaded.model) is None
-    assert loaded.first_token is None
+    assert lean_encoder(loaded.model) is None
+    assert loaded.lean is None
 
 
 def test_m3_dense_alone_equals_dense_with_every_head(tiny_m3: str) -> None:
@@ -166,7 +171,7 @@ def test_m3_dense_alone_equals_dense_with_every_head(tiny_m3: str) -> None:
     np.testing.assert_allclose(alone, together, atol=1e-6)
 
 
-def test_int8_first_token_path_stays_close_to_the_full_int8_forward(tiny_bert: str) -> None:
+def test_int8_lean_first_token_path_stays_close_to_the_full_int8_forward(tiny_bert: str) -> None:
     emb = BGEEmbedder(tiny_bert, device="cpu", dtype="int8", num_workers=1)
     loaded = emb._loaded
     batch = _padded(loaded, MIXED[:20])

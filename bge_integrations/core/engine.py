@@ -17,7 +17,7 @@ import transformers
 from packaging.version import Version
 from tqdm.auto import tqdm
 
-from .first_token import FirstTokenModel, first_token_model
+from .lean_encoder import LeanEncoder, lean_encoder
 from .hardware import resolve_device, resolve_dtype
 from .inputs import optional_positive_int
 from .resolve import resolve_model_dir
@@ -61,9 +61,9 @@ class LoadedModel:
         return int(self.model.config.hidden_size)
 
     @property
-    def first_token(self) -> FirstTokenModel | None:
-        """The backbone computing the last layer for the first token only, if its layout allows."""
-        return self.extra("first_token_model", lambda: first_token_model(self.model))
+    def lean(self) -> LeanEncoder | None:
+        """The model's lean forward pass (:mod:`.lean_encoder`), if its layout allows one."""
+        return self.extra("lean_encoder", lambda: lean_encoder(self.model))
 
     def extra(self, key: str, build: Callable[[], Any]) -> Any:
         """Load-once storage for parts tied to this model (e.g. BGE-M3 heads)."""
@@ -221,15 +221,15 @@ class Engine:
         """One padded forward pass over ``rows`` (on ``replica``, default the main model) and
         the head on its output.
 
-        With ``first_token_only`` the head may get only the first token's state (shape
-        ``(batch, 1, hidden)``): the last layer then runs for that token alone where the model's
-        layout allows it (see :mod:`.first_token`).
+        BERT-style models run :mod:`.lean_encoder`'s forward pass, others their own. With
+        ``first_token_only`` the head may get only the first token's state (shape
+        ``(batch, 1, hidden)``): the lean pass then runs the last layer for that token alone.
         """
         loaded = replica or self.loaded
         input_ids, attention_mask = self._pad(rows, loaded.device)
-        shortcut = loaded.first_token if first_token_only else None
-        if shortcut is not None:
-            hidden = shortcut(input_ids, attention_mask)
+        lean = loaded.lean
+        if lean is not None:
+            hidden = lean(input_ids, attention_mask, first_token_only=first_token_only)
         else:
             hidden = loaded.model(input_ids=input_ids, attention_mask=attention_mask,
                                   return_dict=True).last_hidden_state
