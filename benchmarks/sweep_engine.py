@@ -16,17 +16,14 @@ Markdown table (docs/performance.md keeps the latest one).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from bench_encode import (  # noqa: E402
+# bench_encode sets HF_HUB_OFFLINE and TOKENIZERS_PARALLELISM on import
+from bench_encode import (
     LOOP_BUDGET,
     SHAPES,
     build_random_bert,
@@ -34,7 +31,7 @@ from bench_encode import (  # noqa: E402
     minilm_dir,
     plain_loop,
 )
-from common import REPO, git_rev, machine_description  # noqa: E402
+from common import REPO, git_rev, machine_description
 
 
 def main() -> int:
@@ -137,25 +134,23 @@ def matmul_bound(path: str, tokenizer, budget: int, workers: int):  # noqa: ANN0
     x, y = torch.randn(budget, hidden), torch.randn(budget, inter)
     cpu = type("Replica", (), {"device": torch.device("cpu")})()
 
-    def products(_replica: object, positions: np.ndarray) -> list[None]:
-        rows = len(positions) * int(lengths[positions[0]])
-        for i, (q, k, v, o, up, down) in enumerate(layers):
-            m = len(positions) if i == len(layers) - 1 else rows
-            for lin, inputs in ((k, x[:rows]), (v, x[:rows]), (q, x[:m]), (o, x[:m]),
-                                (up, x[:m]), (down, y[:m])):
-                lin(inputs)
-        return [None] * len(positions)
-
     def encode(texts: list[str]) -> None:
-        nonlocal lengths
         ids = tokenizer(texts, truncation=True, max_length=512)["input_ids"]
-        lengths = np.array([len(r) for r in ids])
+        queue = BatchQueue(np.array([len(r) for r in ids]), 256)
+
+        def products(_replica: object, positions: np.ndarray) -> list[None]:
+            rows = len(positions) * int(queue.lengths[positions[0]])
+            for i, (q, k, v, o, up, down) in enumerate(layers):
+                m = len(positions) if i == len(layers) - 1 else rows
+                for lin, inputs in ((k, x[:rows]), (v, x[:rows]), (q, x[:m]), (o, x[:m]),
+                                    (up, x[:m]), (down, y[:m])):
+                    lin(inputs)
+            return [None] * len(positions)
+
         threads = max(1, torch.get_num_threads() // workers) if workers > 1 else None
         with torch.inference_mode():
-            drain(BatchQueue(lengths, 256), [cpu] * workers, products, lambda *_: None,
-                  budget, threads)
+            drain(queue, [cpu] * workers, products, lambda *_: None, budget, threads)
 
-    lengths = np.zeros(0, dtype=np.int64)
     return encode
 
 

@@ -17,9 +17,9 @@ import transformers
 from packaging.version import Version
 from tqdm.auto import tqdm
 
-from .lean_encoder import LeanEncoder, lean_encoder
 from .hardware import resolve_device, resolve_dtype
 from .inputs import optional_positive_int
+from .lean_encoder import LeanEncoder, lean_encoder
 from .resolve import resolve_model_dir
 from .scheduler import BatchQueue, drain
 
