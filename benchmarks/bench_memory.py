@@ -1,6 +1,6 @@
 """Peak RSS embedding many passages: streaming ``encode_iter`` vs one ``encode_documents`` call.
 
-Each mode runs in its own process and reports ``ru_maxrss`` (peak resident memory) before and
+Each mode runs in its own process and reports its peak resident memory (``VmHWM``) before and
 after encoding, so the difference is what the encoding itself held at its peak.
 
     python benchmarks/bench_memory.py                      # 100,000 passages, tiny BERT
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from common import REPO, sts_sentences  # noqa: E402
+from common import REPO, peak_rss_mib, sts_sentences  # noqa: E402
 
 MODES = ("load only", "encode_iter fp16 -> disk", "encode_iter fp32 -> disk",
          "encode_documents (all)")
@@ -43,10 +42,6 @@ def passages(n: int):  # noqa: ANN201 - a generator of str
         yield s if i % 2 else f"{s} {sentences[(7 * i + 3) % len(sentences)]}"
 
 
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def worker(mode: str, model_path: str, pooling: str, n: int, threads: int) -> dict:
     sys.path.insert(0, str(REPO))
     import numpy as np
@@ -58,7 +53,7 @@ def worker(mode: str, model_path: str, pooling: str, n: int, threads: int) -> di
 
     emb = BGEEmbedder(model_path, pooling=pooling, device="cpu")
     emb.encode_documents(["warm the allocator once"])
-    before = rss_mib()
+    before = peak_rss_mib()
     t0 = time.perf_counter()
     count = 0
     if mode.startswith("encode_iter"):
@@ -71,7 +66,7 @@ def worker(mode: str, model_path: str, pooling: str, n: int, threads: int) -> di
         vecs = emb.encode_documents(list(passages(n)))
         count = len(vecs)
         np.asarray(vecs).sum()
-    return {"mode": mode, "n": count, "rss_after_load_mib": before, "peak_rss_mib": rss_mib(),
+    return {"mode": mode, "n": count, "rss_after_load_mib": before, "peak_rss_mib": peak_rss_mib(),
             "seconds": time.perf_counter() - t0}
 
 

@@ -41,6 +41,26 @@ def run_flag(python: Path, mode: str, job_file: Path, timeout: float | None = No
         raise RuntimeError(msg)
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory, MiB.
+
+    On Linux the high-water mark of its own memory (``VmHWM``). Not ``ru_maxrss``: a process
+    started with fork/vfork + exec inherits the parent's peak there, so every worker of a
+    benchmark that had built a large model would report at least that model's size.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; bytes on macOS
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
 def sts_rows(path: Path = STS_DEV) -> list[tuple[float, str, str]]:
     """(score, sentence1, sentence2) rows of the STS-B dev split (fields 5, 6, 7; 1-based)."""
     rows = []

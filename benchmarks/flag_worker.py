@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
+
+from common import peak_rss_mib  # noqa: E402 - stdlib only, beside this file
 
 
 def _flag_class(name: str):  # noqa: ANN202
@@ -90,7 +91,7 @@ def run_bench(job: dict) -> None:
     encode_s = time.perf_counter() - t0
     np.save(job["out"], np.asarray(emb, np.float32))
     result = {"load_s": load_s, "encode_s": encode_s,
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "peak_rss_mb": peak_rss_mib(),
               "threads": torch.get_num_threads()}
     if len(devices) == 1 and devices[0].startswith("cuda"):  # a pool's GPUs are in its workers
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated(devices[0]) / 2**20

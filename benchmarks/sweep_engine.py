@@ -28,8 +28,8 @@ from bench_encode import (
     SHAPES,
     build_random_bert,
     make_texts,
-    minilm_dir,
     plain_loop,
+    vocab_dir,
 )
 from common import REPO, git_rev, machine_description
 
@@ -49,6 +49,7 @@ def main() -> int:
                         "half precision on a GPU)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--model-dir", help="reuse a model directory built by bench_encode")
+    parser.add_argument("--tokenizer", help="tokenizer files folder, as in bench_encode.py")
     parser.add_argument("--bound", action="store_true",
                         help="add a CPU upper bound: only the model's matrix products for the "
                         "same batches (first budget, first workers count), nothing else")
@@ -61,9 +62,11 @@ def main() -> int:
     from bge_integrations import BGEEmbedder
 
     dirname, hidden, layers, heads, inter = SHAPES[args.shape]
+    vocab = vocab_dir(args.tokenizer)
     path = Path(args.model_dir) if args.model_dir else build_random_bert(
-        Path(tempfile.mkdtemp(prefix="bge-sweep-")) / dirname, hidden, layers, heads, inter)
-    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+        Path(tempfile.mkdtemp(prefix="bge-sweep-")) / dirname, hidden, layers, heads, inter,
+        vocab)
+    tokenizer = AutoTokenizer.from_pretrained(vocab)
     texts = make_texts(args.n_texts, 0.05, tokenizer)
     n_tokens = sum(len(x) for x in tokenizer(texts, truncation=True, max_length=512)["input_ids"])
 

@@ -83,6 +83,20 @@ def test_real_minilm_mean_pooling(minilm_dir: str) -> None:
     assert emb.dim == 384
 
 
+def test_mean_pooling_of_half_precision_states_sums_in_float32() -> None:
+    """As FlagEmbedding: a float16 sum over 600 tokens would be off by ~5e-4 here."""
+    from bge_integrations.core.pooling import pool
+    from bge_integrations.core.registry import Pooling
+
+    hidden = (torch.randn(2, 600, 8, generator=torch.Generator().manual_seed(0)) * 30).half()
+    mask = torch.ones(2, 600, dtype=torch.long)
+    mask[1, 300:] = 0
+    got = pool(hidden, mask, Pooling.MEAN)
+    assert got.dtype == torch.float32
+    want = (hidden.double() * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("fixture", ["tiny_mistral", "tiny_icl"])
 def test_decoder_last_token_pooling_left_and_right_padding(
         fixture: str, request: pytest.FixtureRequest, tmp_path) -> None:

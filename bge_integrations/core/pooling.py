@@ -12,14 +12,16 @@ __all__ = ["pool"]
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, method: Pooling) -> torch.Tensor:
     """Pool ``hidden`` with ``method``; padding is excluded via ``attention_mask``.
 
-    ``last_token`` handles left padding (every row ends with a real token) and right
-    padding (the last real token sits at ``mask.sum() - 1``), as FlagEmbedding does.
+    ``mean`` sums and divides in float32 whatever the model's dtype (as FlagEmbedding does:
+    a float16 sum over hundreds of tokens loses digits). ``last_token`` handles left padding
+    (every row ends with a real token) and right padding (the last real token sits at
+    ``mask.sum() - 1``), as FlagEmbedding does.
     """
     if method is Pooling.CLS:
         return hidden[:, 0]
     if method is Pooling.MEAN:
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(dim=1) / attention_mask.sum(dim=1, keepdim=True).to(hidden.dtype)
+        mask = attention_mask.unsqueeze(-1).float()
+        return (hidden * mask).sum(dim=1) / attention_mask.sum(dim=1, keepdim=True).float()
     if method is Pooling.LAST_TOKEN:
         if bool(attention_mask[:, -1].all()):
             return hidden[:, -1]
