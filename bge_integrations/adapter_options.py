@@ -25,7 +25,8 @@ class M3Options(BaseModel):
     device: str | list[str] = Field(
         default="auto",
         description="'auto' (cuda > mps > cpu), 'cpu', 'cuda:0', or a list: one replica each.")
-    dtype: str = Field(default="auto", description="'auto', 'float32', 'float16', 'bfloat16', 'int8'.")
+    dtype: str = Field(default="auto",
+                       description="'auto', 'float32', 'float16', 'bfloat16', 'int8'.")
     query_max_length: int | None = Field(default=None, gt=0, description="Query token limit.")
     passage_max_length: int | None = Field(default=None, gt=0, description="Passage token limit.")
     normalize: bool = Field(default=True, description="L2-normalize dense and ColBERT vectors.")

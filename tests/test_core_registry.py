@@ -54,7 +54,7 @@ def test_bge_instructions_are_the_published_ones() -> None:
     assert get_spec("BAAI/bge-base-en-v1.5").query_instruction == (
         "Represent this sentence for searching relevant passages: ")
     assert EN_INSTRUCTION == "Represent this sentence for searching relevant passages: "
-    assert get_spec("BAAI/bge-large-zh-v1.5").query_instruction == "为这个句子生成表示以用于检索相关文章："
+    assert get_spec("BAAI/bge-large-zh-v1.5").query_instruction == ZH_INSTRUCTION
     assert ZH_INSTRUCTION == "为这个句子生成表示以用于检索相关文章："
     assert get_spec("BAAI/bge-m3").query_instruction is None
     assert get_spec("BAAI/bge-m3").max_length == 8192

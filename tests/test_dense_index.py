@@ -231,7 +231,7 @@ def test_load_checks_the_model_by_its_embeddings_not_its_name(saved: Path, tiny_
         DenseIndex.load(saved, model=tiny_bert, pooling="mean", device="cpu")
 
 
-# -- concurrency: the readers-writer lock of HybridIndex --------------------------------------------
+# -- concurrency: the readers-writer lock of HybridIndex ------------------------------------------
 def test_concurrent_searches_see_whole_adds_and_deletes(bert_embedder: BGEEmbedder) -> None:
     """Readers alternate unfiltered and filtered search (see
     :func:`test_index.check_searches_see_whole_groups`)."""

@@ -1,4 +1,4 @@
-"""Property-based tests: any Unicode input embeds to finite unit vectors, independent of batching."""
+"""Property-based tests: any Unicode input embeds to finite unit vectors, whatever the batching."""
 
 from __future__ import annotations
 

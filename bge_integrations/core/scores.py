@@ -63,7 +63,8 @@ def sparse_to_csr(vectors: Sequence[SparseVector], vocab_size: int) -> sp.csr_ma
     data = np.fromiter((float(v) for vec in vectors for v in vec.values()), dtype=np.float32,
                        count=int(indptr[-1]))
     if indices.size and (indices.min() < 0 or indices.max() >= vocab_size):
-        msg = f"sparse token ids must lie in [0, {vocab_size}); got {indices.min()}..{indices.max()}."
+        msg = (f"sparse token ids must lie in [0, {vocab_size}); "
+               f"got {indices.min()}..{indices.max()}.")
         raise ValueError(msg)
     return sp.csr_matrix((data, indices, indptr), shape=(len(vectors), vocab_size))
 
