@@ -134,7 +134,8 @@ def matmul_bound(path: str, tokenizer, budget: int, workers: int):  # noqa: ANN0
                layer.attention.output.dense, layer.intermediate.dense, layer.output.dense)
               for layer in model.encoder.layer]
     hidden, inter = model.config.hidden_size, model.config.intermediate_size
-    x, y = torch.randn(budget, hidden), torch.randn(budget, inter)
+    rows = max(budget, 512)  # one text of up to 512 tokens exceeds a smaller budget
+    x, y = torch.randn(rows, hidden), torch.randn(rows, inter)
     cpu = type("Replica", (), {"device": torch.device("cpu")})()
 
     def encode(texts: list[str]) -> None:
