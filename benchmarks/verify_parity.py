@@ -42,7 +42,7 @@ from bge_integrations.core.registry import (  # noqa: E402
     TAGGED_FORMAT,
     WEB_SEARCH_TASK,
 )
-from bge_integrations.testing import TINY_CORPUS, build_tiny_model  # noqa: E402
+from bge_integrations.tiny_models import TINY_CORPUS, build_tiny_model  # noqa: E402
 
 ICL_EXAMPLES = [
     {"instruct": "Given a web search query, retrieve relevant passages that answer the query.",

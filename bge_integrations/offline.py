@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 from .core.registry import Family, find_spec
 from .core.resolve import ModelNotFoundError, resolve_model_dir
-from .testing import TINY_KINDS, build_tiny_model
+from .tiny_models import TINY_KINDS, build_tiny_model
 
 __all__ = [
     "FALLBACK_MODEL",

@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bge_integrations.testing import build_tiny_model  # noqa: E402
+from bge_integrations.tiny_models import build_tiny_model  # noqa: E402
 
 DATA_DIR = Path(__file__).parent / "data"
 

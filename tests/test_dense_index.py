@@ -17,7 +17,7 @@ from bge_integrations.cli.indexes import is_m3_model, new_index, open_index, sav
 from bge_integrations.retrieval import IndexFileError, ModelMismatchError
 from bge_integrations.retrieval.dense import VECTORS_FILE
 from bge_integrations.retrieval.persistence import DOCS_FILE, MANIFEST, IndexNotFoundError
-from bge_integrations.testing import TINY_CORPUS, build_tiny_model
+from bge_integrations.tiny_models import TINY_CORPUS, build_tiny_model
 
 TEXTS = ["The giant panda is a bear.", "Paris is in France.", "Rust is a language.",
          "Pandas eat bamboo."]

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from bge_integrations import BGEM3Embedder, Hit, HybridIndex
 from bge_integrations.retrieval import index as index_module
-from bge_integrations.testing import TINY_CORPUS
+from bge_integrations.tiny_models import TINY_CORPUS
 
 MODES = ("dense", "sparse", "colbert", "hybrid")
 SCORE_KEY = {"dense": "dense", "sparse": "sparse", "colbert": "colbert",

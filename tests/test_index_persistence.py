@@ -22,7 +22,7 @@ from test_index import (  # noqa: F401 - shared data, helpers and fixtures
 from bge_integrations import BGEM3Embedder, HybridIndex
 from bge_integrations.retrieval import IndexFileError, ModelMismatchError, persistence
 from bge_integrations.retrieval.persistence import MANIFEST
-from bge_integrations.testing import build_tiny_model
+from bge_integrations.tiny_models import build_tiny_model
 
 FILES = ["docs.json", "dense.npy", "sparse_indptr.npy", "sparse_indices.npy",
          "sparse_values.npy", "colbert.npy", "colbert_offsets.npy"]

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from bge_integrations.langchain import BGEM3Retriever
 from bge_integrations.retrieval.index import HybridIndex
-from bge_integrations.testing import TINY_CORPUS
+from bge_integrations.tiny_models import TINY_CORPUS
 
 QUERY = "hybrid search with sparse lexical weights"
 METAS = [{"i": i, "even": i % 2 == 0} for i in range(len(TINY_CORPUS))]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bge_integrations.langchain import BGEEmbeddings, BGEM3SparseEmbeddings
-from bge_integrations.testing import TINY_CORPUS
+from bge_integrations.tiny_models import TINY_CORPUS
 
 langchain_qdrant = pytest.importorskip("langchain_qdrant")
 

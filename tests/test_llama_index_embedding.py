@@ -27,7 +27,7 @@ from pydantic import ValidationError  # noqa: E402
 from bge_integrations import BGEEmbedder  # noqa: E402
 from bge_integrations.core.registry import EN_INSTRUCTION  # noqa: E402
 from bge_integrations.llama_index import BGEEmbedding  # noqa: E402
-from bge_integrations.testing import TINY_CORPUS  # noqa: E402
+from bge_integrations.tiny_models import TINY_CORPUS  # noqa: E402
 
 TEXTS = TINY_CORPUS[:12]
 QUERIES = ["what is BGE?", "capital of France", "fast vector search"]

@@ -23,7 +23,7 @@ from bge_integrations import BGEM3Embedder  # noqa: E402
 from bge_integrations.llama_index import BGEM3Retriever  # noqa: E402
 from bge_integrations.llama_index.filters import to_index_filter  # noqa: E402
 from bge_integrations.retrieval import HybridIndex  # noqa: E402
-from bge_integrations.testing import TINY_CORPUS  # noqa: E402
+from bge_integrations.tiny_models import TINY_CORPUS  # noqa: E402
 
 LANGS = ("en", "de", "fr")
 DOCS = [Document(text=t, id_=f"doc-{i}",

@@ -20,7 +20,7 @@ from pydantic import ValidationError  # noqa: E402
 
 from bge_integrations import BGEM3Embedder  # noqa: E402
 from bge_integrations.llama_index import BGEEmbedding, BGEM3SparseEmbedding  # noqa: E402
-from bge_integrations.testing import TINY_CORPUS  # noqa: E402
+from bge_integrations.tiny_models import TINY_CORPUS  # noqa: E402
 
 TEXTS = TINY_CORPUS[:12]
 QUERIES = ["what is BGE?", "capital of France", "sparse keyword matches"]

@@ -4,7 +4,7 @@ Tests, examples and ``--tiny`` CLI runs use them where no real model can be down
 weights are random (seeded): numbers are meaningful for parity, not for relevance.
 
 Example:
-    >>> from bge_integrations.testing import build_tiny_model
+    >>> from bge_integrations.tiny_models import build_tiny_model
     >>> path = build_tiny_model("bert", "/tmp/tiny-bert")  # doctest: +SKIP
 """
 
