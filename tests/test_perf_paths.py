@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder
-from bge_integrations.core.engine import Engine, LoadedModel, load_model, quantize_int8
+from bge_integrations.core.engine import Engine
 from bge_integrations.core.lean_encoder import lean_encoder
+from bge_integrations.core.loading import LoadedModel, load_model, quantize_int8
 
 STS_DEV = Path(__file__).parent / "data" / "sts-dev.csv"
 #: all-MiniLM-L6-v2, mean pooling, float32, x100 (sentence-transformers gives the same)

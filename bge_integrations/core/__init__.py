@@ -1,7 +1,7 @@
 """Model logic: registry, prompts, pooling, the inference engine, dense and BGE-M3 embedders."""
 
 from .embedder import DEFAULT_MODEL, BGEEmbedder
-from .engine import clear_model_cache
+from .loading import clear_model_cache
 from .m3 import BGEM3Embedder, M3Output
 from .registry import Family, ModelSpec, Pooling, get_spec, list_models, register_model
 from .resolve import ModelNotFoundError

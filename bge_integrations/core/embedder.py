@@ -10,8 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .engine import Engine, LoadedModel, load_model
+from .engine import Engine
 from .inputs import optional_positive_int, validate_texts
+from .loading import LoadedModel, load_model
 from .pooling import pool
 from .prompts import build_icl_prefix, format_query, icl_query_token_ids
 from .registry import Family, ModelSpec, Pooling, resolve_spec

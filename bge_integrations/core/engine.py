@@ -8,31 +8,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
-import transformers
-from packaging.version import Version
 from tqdm.auto import tqdm
 
-from .hardware import resolve_device, resolve_dtype
 from .inputs import optional_positive_int
-from .lean_encoder import LeanEncoder, lean_encoder
-from .resolve import resolve_model_dir
+from .loading import LoadedModel
 from .scheduler import BatchQueue, drain
 
-__all__ = ["LoadedModel", "load_model", "clear_model_cache", "Engine", "Head"]
+__all__ = ["Engine", "Head", "DEFAULT_BATCH_TOKENS", "DEFAULT_CPU_WORKERS"]
 
 T = TypeVar("T")
 #: (last_hidden_state, input_ids, attention_mask) -> one result per row of the batch
 Head = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Sequence[T]]
 
-#: compute dtype name -> torch dtype of the weights (int8 keeps float32 outside quantized Linear)
-TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
-                 "bfloat16": torch.bfloat16, "int8": torch.float32}
-_DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
 #: default padded-token budget per forward pass, by device type. CPU: swept 256-8192 on a
 #: bge-small-shaped BERT (docs/performance.md); with two single-threaded workers 512 ties
 #: with 1024 on mixed texts and wins on long passages. GPU values are not measured yet.
@@ -40,112 +31,6 @@ DEFAULT_BATCH_TOKENS = {"cpu": 512, "mps": 8192, "cuda": 32768}
 #: most CPU batches in flight at once by default (docs/performance.md: two single-threaded
 #: batches side by side beat one batch on two threads by 1.2-1.4x on a 2-core machine)
 DEFAULT_CPU_WORKERS = 2
-
-
-@dataclass
-class LoadedModel:
-    """A tokenizer and backbone loaded once and shared by every embedder that uses them."""
-
-    name: str
-    path: str
-    tokenizer: Any
-    model: torch.nn.Module
-    device: torch.device
-    dtype: str
-    tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
-    extras: dict[str, Any] = field(default_factory=dict)
-    extras_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def hidden_size(self) -> int:
-        return int(self.model.config.hidden_size)
-
-    @property
-    def lean(self) -> LeanEncoder | None:
-        """The model's lean forward pass (:mod:`.lean_encoder`), if its layout allows one."""
-        return self.extra("lean_encoder", lambda: lean_encoder(self.model))
-
-    def extra(self, key: str, build: Callable[[], Any]) -> Any:
-        """Load-once storage for parts tied to this model (e.g. BGE-M3 heads)."""
-        with self.extras_lock:
-            if key not in self.extras:
-                self.extras[key] = build()
-            return self.extras[key]
-
-
-_CACHE: dict[tuple[str, str, str, bool], LoadedModel] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def clear_model_cache() -> None:
-    """Forget every cached model (their memory is freed once no embedder holds them)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
-
-
-def load_model(name_or_path: str, *, device: str | torch.device | None = "auto",
-               dtype: str | torch.dtype | None = "auto",
-               trust_remote_code: bool = False) -> LoadedModel:
-    """Load (or reuse) tokenizer + backbone for ``(model, device, dtype)``."""
-    resolved_device = resolve_device(device)
-    dtype_name = resolve_dtype(dtype, resolved_device)
-    path = resolve_model_dir(name_or_path)
-    key = (path, str(resolved_device), dtype_name, bool(trust_remote_code))
-    with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-        if cached is not None:
-            return cached
-        loaded = _load_uncached(name_or_path, path, resolved_device, dtype_name,
-                                trust_remote_code)
-        _CACHE[key] = loaded
-        return loaded
-
-
-def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
-                   trust_remote_code: bool) -> LoadedModel:
-    from transformers import AutoModel, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(
-            path, trust_remote_code=trust_remote_code,
-            **{_DTYPE_KWARG: TORCH_DTYPES[dtype_name]},
-        )
-    except ValueError as exc:
-        if "trust_remote_code" in str(exc):
-            msg = (f"Model {name!r} ships custom code; pass trust_remote_code=True if you "
-                   "trust its source.")
-            raise ValueError(msg) from exc
-        raise
-    except OSError as exc:
-        msg = f"Could not load model {name!r} from {path!r}: {exc}"
-        raise OSError(msg) from exc
-    model.config.use_cache = False
-    model.eval()
-    if dtype_name == "int8":
-        model = quantize_int8(model)
-    model.to(device)
-    return LoadedModel(name=name, path=path, tokenizer=tokenizer, model=model, device=device,
-                       dtype=dtype_name)
-
-
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantization of every ``nn.Linear`` (CPU), weights quantized per channel.
-
-    Per-channel weight scales keep quality: on STS-B dev, all-MiniLM-L6-v2 loses 0.10 Spearman
-    points (x100) against float32, where per-tensor scales lose 0.45-0.51 (benchmarks/README.md).
-    Activations are quantized per batch at run time, so int8 outputs depend slightly on which
-    texts share a batch; float32 outputs do not.
-    """
-    import warnings
-
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
-                                dtype=torch.qint8)
 
 
 class Engine:

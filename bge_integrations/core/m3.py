@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .embedder import EncoderBase
-from .engine import TORCH_DTYPES, LoadedModel
+from .loading import TORCH_DTYPES, LoadedModel
 from .registry import Family, resolve_spec
 from .scores import (
     DEFAULT_WEIGHTS,
