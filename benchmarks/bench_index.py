@@ -56,6 +56,7 @@ class SyntheticM3:
     def __init__(self, doc_tokens: int, query_tokens: int = 12, doc_terms: int = 40,
                  query_terms: int = 8) -> None:
         self.dim, self.vocab_size = DIM, VOCAB
+        self.max_texts_per_call = None
         self.spec = SimpleNamespace(name="synthetic/bge-m3")
         self.doc_shape = (doc_terms, doc_tokens)
         self.query_shape = (query_terms, query_tokens)
