@@ -85,6 +85,31 @@ class EncoderBase:
     def _tokenize(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         return self._engine.tokenize(texts, max_length)
 
+    # -- pickling: the configuration travels, never the weights -----------------------------
+    def __new__(cls, *args: Any, **kwargs: Any) -> EncoderBase:
+        """Record the constructor arguments, so that a pickle can carry them instead of weights."""
+        self = super().__new__(cls)
+        self._init_arguments = (args, kwargs)
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle (and ``copy.deepcopy``) to the constructor arguments and the plain settings
+        changed since; the other side loads the weights from its model cache (or from disk)."""
+        args, kwargs = self._init_arguments
+        state = {k: v for k, v in vars(self).items() if k in _PICKLED_SETTINGS}
+        return _rebuild, (type(self), args, kwargs), state
+
+
+#: plain attributes a pickle carries besides the constructor arguments (a user may change them)
+_PICKLED_SETTINGS = frozenset({"query_max_length", "passage_max_length", "normalize",
+                               "max_texts_per_call", "_icl_prefix"})
+
+
+def _rebuild(cls: type[EncoderBase], args: tuple[Any, ...], kwargs: dict[str, Any]
+             ) -> EncoderBase:
+    """Unpickle: construct anew (the weights come from the model cache or the disk)."""
+    return cls(*args, **kwargs)
+
 
 def _devices(device: str | Sequence[str] | None) -> list[str | None]:
     """One device, or a non-empty list of them (one model replica and worker each)."""
