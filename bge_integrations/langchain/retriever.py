@@ -40,7 +40,8 @@ class BGEM3Retriever(BaseRetriever):
     metadata is never overwritten: a document that stores a key of the same name keeps its own
     value. ``k``, ``mode``, ``weights``, ``fusion`` and ``filter`` can be overridden per call
     (``None`` keeps the field): ``retriever.invoke(query, k=2, mode="sparse")``. Settings are
-    checked at construction against what the index stores.
+    checked at construction, and on assignment (``retriever.mode = "sparse"``), against what
+    the index stores; a rejected value changes nothing.
 
     The retriever cannot be pickled or deep-copied (its index holds the documents): save the
     index and load it in the other process; ``copy.copy`` / ``model_copy()`` share the index.
@@ -55,7 +56,8 @@ class BGEM3Retriever(BaseRetriever):
         ['colbert', 'dense', 'sparse']
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid",
+                              validate_assignment=True)
 
     index: HybridIndex | QdrantHybridIndex
     """The BGE-M3 index searched (it holds the model): embedded, or on a Qdrant collection."""
@@ -74,6 +76,25 @@ class BGEM3Retriever(BaseRetriever):
     def _check_search_settings(self) -> BGEM3Retriever:
         SearchRequest.build([], has_colbert=self.index.store_colbert, **self._settings({}))
         return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assign a field, validated against the index; a rejected value changes nothing."""
+        old = dict(self.__dict__)
+        try:
+            super().__setattr__(name, value)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(old)
+            raise
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+                   ) -> BGEM3Retriever:
+        """A retriever on the same index with ``update`` applied, validated like a new one
+        (``deep=True`` is refused: the index is not copied)."""
+        if deep:
+            raise refuse_pickle(self)
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**fields, **(update or {})})
 
     def __reduce__(self) -> Any:
         """Refused: the index moves between processes by ``save`` / ``load``, not pickle."""
