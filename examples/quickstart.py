@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     q = embedder.encode_queries(QUERIES)      # instruction applied
     p = embedder.encode_documents(PASSAGES)   # no instruction
     scores = q @ p.T                          # cosine similarities, shape (2, 4)
-    for query, row in zip(QUERIES, scores):
+    for query, row in zip(QUERIES, scores, strict=True):
         best = int(row.argmax())
         print(f"query: {query}\n  best: {PASSAGES[best]}  (score {row[best]:.3f})")
     return 0

@@ -129,9 +129,9 @@ def assert_same_hits(got: list[list[Hit]], want: list[list[Hit]], tol: float = 1
     """Same ids, texts, metadata in the same order; scores equal within ``tol``."""
     assert [[(h.id, h.text, h.metadata) for h in hits] for hits in got] == [
         [(h.id, h.text, h.metadata) for h in hits] for hits in want]
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=tol, rtol=0)
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             assert x.scores == pytest.approx(y.scores, abs=tol)
 
 

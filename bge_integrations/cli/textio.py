@@ -169,7 +169,7 @@ def _read_csv(stream: TextIO, path: str, text_field: str, id_field: str, fmt: st
         if len(row) != len(header):
             msg = f"{where}: {len(row)} fields, but the header has {len(header)}."
             raise InputError(msg)
-        cells = dict(zip(header, row))
+        cells = dict(zip(header, row, strict=True))
         record = _record(cells, where, text_field, id_field, reader.line_num)
         record.metadata = {key: _cell_value(value) for key, value in record.metadata.items()}
         yield record
@@ -288,7 +288,7 @@ def write_embeddings(path: str, records: Sequence[TextRecord], vectors: np.ndarr
         np.save(Path(path).expanduser(), np.asarray(vectors, dtype=np.float32))
         return
     rows = (json.dumps({"id": r.id if r.id is not None else i, "embedding": v.tolist()})
-            for i, (r, v) in enumerate(zip(records, vectors)))
+            for i, (r, v) in enumerate(zip(records, vectors, strict=True)))
     if path == "-":
         for row in rows:
             sys.stdout.write(row + "\n")
