@@ -4,6 +4,7 @@ hub probe, the offline hint, ``--version``; every failure of every subcommand is
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -235,3 +236,22 @@ def test_hostile_inputs_are_one_error_line_exit_1(capsys: pytest.CaptureFixture[
             failures.append(f"{name}: exit {code}, stderr {err[-600:]!r}")
     assert sys.getrecursionlimit() == limit
     assert not failures, "\n".join(failures)
+
+
+def test_damaged_model_json_of_a_hybrid_index_is_one_line_or_ignored(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The CLI's model.json beside a saved HybridIndex (older layouts): damaged, it may be
+    ignored (the index records its model) or reported, never a traceback."""
+    source = write(tmp_path / "t.txt", "\n".join(TEXTS))
+    built = tmp_path / "hybrid"
+    assert run(capsys, "index", "build", source, "--out", str(built), "--tiny",
+               "--model", "BAAI/bge-m3", "--device", "cpu")[0] == 0
+    deep = "[" * DEEP + "]" * DEEP
+    for n, content in enumerate(["{", "[1]", '{"model": [1]}', '{"model": 5}', deep, "\x00"]):
+        copy = tmp_path / f"copy-{n}"
+        shutil.copytree(built, copy)
+        write(copy / "model.json", content)
+        code, out, err = run(capsys, "index", "query", str(copy), "bamboo", "--device", "cpu")
+        assert "Traceback" not in err
+        if code != 0:
+            assert_one_error_line((code, out, err))
