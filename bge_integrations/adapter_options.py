@@ -20,9 +20,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from .core.embedder import BGEEmbedder
+from .core.embedder import BGEEmbedder, ensure_registered
 from .core.inputs import validate_texts
 from .core.m3 import BGEM3Embedder
+from .core.registry import ModelSpec, find_spec
 
 __all__ = ["EmbedderOptions", "M3Options", "refuse_pickle"]
 
@@ -125,9 +126,12 @@ class M3Options(BaseModel):
         data.pop("class_name", None)  # LlamaIndex's serialization tag, not a field
         return data
 
-    def __reduce__(self) -> tuple[Any, tuple[type[M3Options], dict[str, Any]]]:
-        """Pickle the configuration only; unpickling loads (or reuses) the weights."""
-        return _from_configuration, (type(self), self.configuration())
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle the configuration only (and the registry row of a model the user registered,
+        which the other process may lack); unpickling loads (or reuses) the weights."""
+        configuration = self.configuration()
+        return _from_configuration, (type(self), configuration,
+                                     find_spec(configuration["model_name"]))
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
         """A new instance with the same configuration, sharing the cached weights."""
@@ -151,8 +155,11 @@ class EmbedderOptions(M3Options):
         return BGEEmbedder(model_name, **self.core_options())
 
 
-def _from_configuration(cls: type[M3Options], configuration: dict[str, Any]) -> M3Options:
-    """Unpickle an adapter: construct it anew from its fields."""
+def _from_configuration(cls: type[M3Options], configuration: dict[str, Any],
+                        registered: ModelSpec | None = None) -> M3Options:
+    """Unpickle an adapter: construct it anew from its fields (registering the sender's
+    registry row for its model first, if this process does not know the model)."""
+    ensure_registered(registered)
     return cls(**configuration)
 
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import pickle
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import adapter_outputs, assert_outputs_close
 
-from bge_integrations import BGEEmbedder, BGEM3Embedder, HybridIndex
+from bge_integrations import BGEEmbedder, BGEM3Embedder, HybridIndex, ModelSpec, register_model
 from bge_integrations.langchain import BGEEmbeddings, BGEM3SparseEmbeddings
 from bge_integrations.langchain import BGEM3Retriever as LangChainRetriever
 from bge_integrations.llama_index import BGEEmbedding, BGEM3SparseEmbedding
@@ -90,10 +92,18 @@ def test_pickle_keeps_settings_changed_after_construction(tiny_bert: str, tiny_i
 
 
 def test_spawned_worker_rebuilds_each_object_from_the_model_files(
-        objects: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        objects: dict[str, Any], tiny_bert: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A ``spawn`` pool (no memory shared with this process, no hub) gets every object by
-    pickle and computes what it computes here."""
+    pickle and computes what it computes here, also on a model only this process registered
+    (the pickle carries its registry row)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    custom = tmp_path / "pickle-custom-tiny"
+    shutil.copytree(tiny_bert, custom)
+    register_model(ModelSpec("acme/pickle-custom-tiny", pooling="mean",
+                             query_instruction="custom: "), overwrite=True)
+    objects = {**objects, "registered BGEEmbedder": BGEEmbedder(str(custom), device="cpu"),
+               "registered BGEEmbeddings": BGEEmbeddings(model_name=str(custom), device="cpu")}
     expected = {name: adapter_outputs(obj) for name, obj in objects.items()}
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         got = pool.map(adapter_outputs, list(objects.values()), chunksize=len(objects))
