@@ -255,3 +255,17 @@ def test_damaged_model_json_of_a_hybrid_index_is_one_line_or_ignored(
         assert "Traceback" not in err
         if code != 0:
             assert_one_error_line((code, out, err))
+
+
+def test_an_unexpected_error_is_one_line_unless_the_traceback_is_asked_for(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(args: object) -> int:
+        msg = "a bug\nover two lines"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(app, "_cmd_models", broken)  # the parser is built per call
+    line = assert_one_error_line(run(capsys, "models"), "unexpected RuntimeError: a bug over")
+    assert "BGE_INTEGRATIONS_TRACEBACK=1" in line
+    monkeypatch.setenv("BGE_INTEGRATIONS_TRACEBACK", "1")
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["models"])
