@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loop_ticks import ticks_during
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import ParrotFakeChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 from langchain_tests.integration_tests import RetrieversIntegrationTests
+from loop_ticks import ticks_during
 from pydantic import ValidationError
 
 from bge_integrations.langchain import BGEM3Retriever
@@ -57,7 +57,8 @@ def test_documents_carry_id_metadata_and_scores(index: HybridIndex) -> None:
     assert [d.id for d in docs] == [h.id for h in hits]
     assert [d.page_content for d in docs] == [h.text for h in hits]
     for doc, hit in zip(docs, hits, strict=True):
-        assert doc.metadata == {**hit.metadata, "bge_m3_score": hit.score, "bge_m3_scores": hit.scores}
+        assert doc.metadata == {**hit.metadata, "bge_m3_score": hit.score,
+                                "bge_m3_scores": hit.scores}
         assert set(doc.metadata["bge_m3_scores"]) == {"dense", "sparse", "colbert"}
 
 
@@ -153,7 +154,7 @@ def test_from_texts_add_delete(tiny_m3: str) -> None:
 
 
 def test_from_documents_keeps_ids_and_metadata(tiny_m3: str) -> None:
-    docs = [Document(t, metadata=m, id=i) for t, m, i in zip(TINY_CORPUS, METAS, IDS)]
+    docs = [Document(t, metadata=m, id=i) for t, m, i in zip(TINY_CORPUS, METAS, IDS, strict=True)]
     retriever = BGEM3Retriever.from_documents(docs, model_name=tiny_m3, device="cpu",
                                               mode="sparse", k=2)
     assert retriever.mode == "sparse" and retriever.k == 2
