@@ -62,7 +62,7 @@ def assert_sparse_close(got: list[dict], want: list[dict]) -> None:
     for g, w in zip(got, want, strict=True):
         assert set(g) == set(w)
         for k in w:
-            assert abs(g[k] - w[k]) < 1e-5
+            assert abs(g[k] - w[k]) <= 1e-5 * max(1.0, abs(w[k]))  # weights are unbounded
 
 
 def test_outputs_match_reference(m3: BGEM3Embedder, tiny_m3: str) -> None:
@@ -129,7 +129,7 @@ def test_all_five_scores_match_reference(m3: BGEM3Embedder, tiny_m3: str) -> Non
     single = m3.compute_score((QUERIES[0], PASSAGES[0]), weights=(1, 1, 1))
     assert isinstance(single["dense"], float)
     assert single["colbert+sparse+dense"] == pytest.approx(
-        (single["dense"] + single["sparse"] + single["colbert"]) / 3, abs=1e-6)
+        (single["dense"] + single["sparse"] + single["colbert"]) / 3, abs=1e-5)
 
 
 def test_batched_scores_equal_pairwise_scores(m3: BGEM3Embedder) -> None:
@@ -141,12 +141,13 @@ def test_batched_scores_equal_pairwise_scores(m3: BGEM3Embedder) -> None:
     assert lex.shape == col.shape == (len(QUERIES), len(PASSAGES))
     for i in range(len(QUERIES)):
         for j in range(len(PASSAGES)):
-            assert lex[i, j] == pytest.approx(m3.lexical_score(q.sparse[i], p.sparse[j]), abs=1e-6)
+            assert lex[i, j] == pytest.approx(m3.lexical_score(q.sparse[i], p.sparse[j]),
+                                              rel=1e-5, abs=1e-7)
             assert col[i, j] == pytest.approx(m3.colbert_score(q.colbert[i], p.colbert[j]),
-                                              abs=1e-6)
+                                              abs=1e-5)
             assert col[i, j] == pytest.approx(ref_colbert(q.colbert[i], p.colbert[j]), abs=1e-5)
             assert matrices["dense"][i, j] == pytest.approx(float(q.dense[i] @ p.dense[j]),
-                                                            abs=1e-6)
+                                                            abs=1e-5)
 
 
 def test_colbert_chunking_gives_the_same_matrix() -> None:
@@ -156,10 +157,12 @@ def test_colbert_chunking_gives_the_same_matrix() -> None:
     qs = [rng.standard_normal((rng.integers(1, 6), 8)).astype(np.float32) for _ in range(4)]
     ps = [rng.standard_normal((rng.integers(1, 9), 8)).astype(np.float32) for _ in range(7)]
     full = colbert_scores(qs, ps)
-    np.testing.assert_allclose(colbert_scores(qs, ps, chunk_elems=10), full, atol=1e-6)
+    # unnormalised random vectors: the tolerance scales with the scores' size
+    np.testing.assert_allclose(colbert_scores(qs, ps, chunk_elems=10), full, rtol=1e-5,
+                               atol=1e-6 * float(np.abs(full).max()))
     for i, q in enumerate(qs):
         for j, p in enumerate(ps):
-            assert full[i, j] == pytest.approx(ref_colbert(q, p), abs=1e-5)
+            assert full[i, j] == pytest.approx(ref_colbert(q, p), rel=1e-5, abs=1e-6)
 
 
 def test_sparse_as_csr_and_index_value_arrays(m3: BGEM3Embedder) -> None:
@@ -242,7 +245,7 @@ def test_dense_embedder_on_m3_gives_the_cls_vector(m3: BGEM3Embedder, tiny_m3: s
     dense = BGEEmbedder(tiny_m3, device="cpu")
     assert dense.spec.query_instruction is None and dense.spec.pooling.value == "cls"
     np.testing.assert_allclose(dense.encode_queries(QUERIES), m3.encode_queries(QUERIES).dense,
-                               atol=1e-6)
+                               atol=1e-5)
 
 
 def test_half_precision_heads_follow_the_backbone_dtype(tiny_m3: str) -> None:
