@@ -216,13 +216,19 @@ def test_score_input_errors(m3: BGEM3Embedder) -> None:
                                      "colbert+sparse+dense")}
 
 
-def test_missing_head_file_is_a_clear_error(tiny_m3_no_heads: str) -> None:
-    m3 = BGEM3Embedder(tiny_m3_no_heads, device="cpu")
-    assert m3.encode(["dense only works"], sparse=False).dense.shape == (1, m3.dim)
-    with pytest.raises(FileNotFoundError, match="sparse_linear.pt"):
-        m3.encode(["x"], sparse=True)
-    with pytest.raises(FileNotFoundError, match="colbert_linear.pt"):
-        m3.encode(["x"], sparse=False, colbert=True)
+def test_a_checkpoint_without_heads_is_refused_at_construction(tiny_m3_no_heads: str,
+                                                              tiny_m3: str, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a BGE-M3 checkpoint.*colbert_linear.pt.*"
+                                                "sparse_linear.pt.*BGEEmbedder"):
+        BGEM3Embedder(tiny_m3_no_heads, device="cpu")
+    one_head = tmp_path / "bge-m3-one-head"
+    shutil.copytree(tiny_m3, one_head)
+    (one_head / "colbert_linear.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="no 'colbert_linear.pt'"):
+        BGEM3Embedder(str(one_head), device="cpu")
+    # the dense CLS vector of such a checkpoint stays reachable, as the message says
+    dense = BGEEmbedder(tiny_m3_no_heads, pooling="cls", device="cpu")
+    assert dense.encode(["dense only works"]).shape == (1, dense.dim)
 
 
 def test_head_with_wrong_shape_is_rejected(tiny_m3: str, tmp_path) -> None:

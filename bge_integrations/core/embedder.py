@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import check_length, resolve_lengths
 from .engine import Engine
 from .inputs import optional_positive_int, validate_texts
 from .loading import LoadedModel, load_model
@@ -42,15 +43,15 @@ class EncoderBase:
                    "pass trust_remote_code=True if you trust the model's source.")
             raise ValueError(msg)
         self._spec = spec
-        self.query_max_length = _positive(query_max_length, min(512, spec.max_length),
-                                          "query_max_length")
-        self.passage_max_length = _positive(passage_max_length, spec.max_length,
-                                            "passage_max_length")
+        query_max_length = optional_positive_int(query_max_length, "query_max_length")
+        passage_max_length = optional_positive_int(passage_max_length, "passage_max_length")
         self.normalize = bool(normalize)
         self.max_texts_per_call = optional_positive_int(max_texts_per_call, "max_texts_per_call")
         loaded = [load_model(self.model_name, device=d, dtype=dtype,
                              trust_remote_code=trust_remote_code) for d in _devices(device)]
         self._loaded: LoadedModel = loaded[0]
+        self.query_max_length, self.passage_max_length, self._max_positions = resolve_lengths(
+            self._loaded.path, spec.max_length, query_max_length, passage_max_length)
         self._engine = Engine(self._loaded, replicas=loaded[1:], batch_size=batch_size,
                               max_batch_tokens=max_batch_tokens, show_progress=show_progress,
                               max_tokens_per_call=optional_positive_int(
@@ -82,6 +83,13 @@ class EncoderBase:
     def _texts(self, texts: object, name: str) -> list[str]:
         return validate_texts(texts, name=name, max_texts=self.max_texts_per_call)
 
+    def _max_length(self, max_length: int | None) -> int:
+        """A per-call ``max_length`` (default ``passage_max_length``), checked like the options."""
+        value = optional_positive_int(max_length, "max_length")
+        if value is None:
+            return self.passage_max_length
+        return check_length("max_length", value, self._max_positions, self._loaded.path)
+
     def _tokenize(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         return self._engine.tokenize(texts, max_length)
 
@@ -95,11 +103,6 @@ def _devices(device: str | Sequence[str] | None) -> list[str | None]:
                "e.g. 'cuda:0' or ['cuda:0', 'cuda:1'].")
         raise ValueError(msg)
     return list(device)
-
-
-def _positive(value: int | None, default: int, name: str) -> int:
-    checked = optional_positive_int(value, name)
-    return default if checked is None else checked
 
 
 class BGEEmbedder(EncoderBase):
@@ -211,7 +214,7 @@ class BGEEmbedder(EncoderBase):
                output_dtype: str = "float32") -> np.ndarray:
         """Embed texts as they are: no instruction, no prefix. Shape ``(n, dim)``."""
         texts = self._texts(texts, "texts")
-        limit = _positive(max_length, self.passage_max_length, "max_length")
+        limit = self._max_length(max_length)
         return self._embed(self._tokenize(texts, limit) if texts else [], output_dtype)
 
     def encode_iter(self, documents: Iterable[str], *, chunk_size: int = 1024,

@@ -130,14 +130,6 @@ class Engine:
             return self.num_workers
         return max(1, min(DEFAULT_CPU_WORKERS, torch.get_num_threads()))
 
-    def replica_on(self, device: torch.device) -> LoadedModel:
-        """The model whose weights live on ``device`` (heads built per device look it up)."""
-        for loaded in (self.loaded, *self.replicas):
-            if _weights_device(loaded.model) == device:
-                return loaded
-        msg = f"No replica of {self.loaded.name!r} on {device}."
-        raise LookupError(msg)
-
     def run(self, token_ids: Sequence[Sequence[int]], head: Head[T], *,
             first_token_only: bool = False) -> list[T]:
         """Apply ``head`` to every text, longest first in token-budget batches; input order out.
@@ -183,7 +175,3 @@ class Engine:
             drain(BatchQueue(lengths, self.batch_size), replicas, forward, done,
                   self.max_batch_tokens, cpu_threads)
         return results
-
-
-def _weights_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
