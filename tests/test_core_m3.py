@@ -231,12 +231,92 @@ def test_a_checkpoint_without_heads_is_refused_at_construction(tiny_m3_no_heads:
     assert dense.encode(["dense only works"]).shape == (1, dense.dim)
 
 
-def test_head_with_wrong_shape_is_rejected(tiny_m3: str, tmp_path) -> None:
-    bad = tmp_path / "bge-m3-bad"
-    shutil.copytree(tiny_m3, bad)
-    torch.save(torch.nn.Linear(7, 1).state_dict(), bad / "sparse_linear.pt")
-    with pytest.raises(ValueError, match="Linear"):
-        BGEM3Embedder(str(bad), device="cpu").encode(["x"])
+def _with_head(tiny_m3: str, tmp_path, name: str, state: object, *, deflate: bool = False
+               ) -> str:
+    """A copy of the tiny M3 whose ``name`` head file holds ``state``."""
+    import zipfile
+
+    folder = tmp_path / "bge-m3"
+    shutil.copytree(tiny_m3, folder)
+    path = folder / name
+    torch.save(state, path)
+    if deflate:  # the same archive, compressed: a small file that unpacks large
+        plain = zipfile.ZipFile(path)
+        entries = [(info.filename, plain.read(info.filename)) for info in plain.infolist()]
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as out:
+            for filename, data in entries:
+                out.writestr(filename, data)
+    return str(folder)
+
+
+@pytest.mark.parametrize(("name", "state", "match"), [
+    ("sparse_linear.pt", torch.nn.Linear(7, 1).state_dict(), r"Linear\(32, 1\)"),
+    ("sparse_linear.pt", torch.nn.Linear(32, 2).state_dict(), r"Linear\(32, 1\)"),
+    ("colbert_linear.pt", torch.nn.Linear(32, 64).state_dict(), r"Linear\(32, <= 32\)"),
+    ("colbert_linear.pt", {"weight": torch.ones(32, 32), "extra": torch.ones(1)}, "extra"),
+    ("colbert_linear.pt", {"weight": torch.ones(32, 32, dtype=torch.int64)}, "Linear"),
+    ("colbert_linear.pt", {"weight": torch.ones(32, 32), "bias": torch.ones(31)}, "Linear"),
+    ("colbert_linear.pt", [torch.ones(32, 32)], "Linear"),
+    # Linear(32, 4194304) in a file of a few hundred bytes (stride-0 views of one number):
+    # refused from the shapes read, before anything of that size exists
+    ("colbert_linear.pt", {"weight": torch.zeros(1, 1).expand(4_194_304, 32),
+                           "bias": torch.zeros(1).expand(4_194_304)}, r"\(4194304, 32\)"),
+])
+def test_head_files_are_checked_against_the_backbone(tiny_m3: str, tmp_path, name: str,
+                                                     state: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        BGEM3Embedder(_with_head(tiny_m3, tmp_path, name, state), device="cpu")
+
+
+def test_a_compressed_head_that_unpacks_large_is_refused_by_its_size(tiny_m3: str,
+                                                                     tmp_path) -> None:
+    big = torch.nn.Linear(32, 1 << 16).state_dict()  # 8 MiB of tensors, deflated to a few KiB
+    for tensor in big.values():
+        tensor.zero_()
+    folder = _with_head(tiny_m3, tmp_path, "colbert_linear.pt", big, deflate=True)
+    assert os.path.getsize(os.path.join(folder, "colbert_linear.pt")) < 100_000
+    with pytest.raises(ValueError, match="bytes of data, more than a head of this model's "
+                                         r"width \(32\) needs"):
+        BGEM3Embedder(folder, device="cpu")
+
+
+def test_a_compressed_head_of_the_right_size_still_loads(tiny_m3: str, tmp_path) -> None:
+    state = torch.load(os.path.join(tiny_m3, "colbert_linear.pt"), weights_only=True)
+    folder = _with_head(tiny_m3, tmp_path, "colbert_linear.pt", state, deflate=True)
+    got = BGEM3Embedder(folder, device="cpu").encode(["panda"], colbert=True).colbert[0]
+    want = BGEM3Embedder(tiny_m3, device="cpu").encode(["panda"], colbert=True).colbert[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_heads_ignore_another_threads_default_dtype(tiny_m3: str, tmp_path) -> None:
+    """A thread inside a bfloat16 ``from_pretrained`` flips torch's process-wide default
+    dtype; float32 heads built meanwhile must hold the file's exact float32 values."""
+    import threading
+
+    folder = tmp_path / "bge-m3"
+    shutil.copytree(tiny_m3, folder)  # a new path: a new cache entry, heads built afresh
+    inside, leave = threading.Event(), threading.Event()
+
+    def bf16_loader() -> None:
+        torch.set_default_dtype(torch.bfloat16)
+        inside.set()
+        leave.wait(60)
+        torch.set_default_dtype(torch.float32)
+
+    thread = threading.Thread(target=bf16_loader)
+    thread.start()
+    inside.wait(60)
+    try:
+        m3 = BGEM3Embedder(str(folder), device="cpu", dtype="float32")
+    finally:
+        leave.set()
+        thread.join()
+    assert torch.get_default_dtype() == torch.float32
+    heads = dict(zip(("sparse", "colbert"), m3._device_heads[torch.device("cpu")]))
+    for name, head in heads.items():
+        want = torch.load(folder / f"{name}_linear.pt", weights_only=True)
+        assert head.weight.dtype == torch.float32 and not head.weight.requires_grad
+        assert torch.equal(head.weight, want["weight"]) and torch.equal(head.bias, want["bias"])
 
 
 def test_long_inputs_default_to_8192_tokens(m3: BGEM3Embedder) -> None:

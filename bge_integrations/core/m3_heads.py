@@ -42,12 +42,20 @@ def _out_features(name: str, hidden: int) -> range:
     return range(1, 2) if name == "sparse" else range(1, hidden + 1)
 
 
-def _check_stored_size(path: str, hidden: int) -> None:
-    """Refuse a file whose tensors (uncompressed) exceed a float64 Linear(hidden, hidden)."""
+def _check_stored_size(path: str, hidden: int) -> bool:
+    """Refuse a file whose tensors (uncompressed) exceed a float64 Linear(hidden, hidden).
+
+    Returns whether the file can be memory-mapped: a zip archive with every record stored
+    uncompressed (``torch.save``'s own layout). A compressed record mapped as is would read
+    compressed bytes as numbers.
+    """
     limit = 8 * (hidden * hidden + hidden) + _FILE_OVERHEAD
-    if zipfile.is_zipfile(path):
+    mappable = zipfile.is_zipfile(path)
+    if mappable:
         with zipfile.ZipFile(path) as archive:
-            size = sum(info.file_size for info in archive.infolist())
+            infos = archive.infolist()
+        size = sum(info.file_size for info in infos)
+        mappable = all(info.compress_type == zipfile.ZIP_STORED for info in infos)
     else:
         size = os.path.getsize(path)
     if size > limit:
@@ -55,13 +63,12 @@ def _check_stored_size(path: str, hidden: int) -> None:
                f"({hidden}) needs ({limit} at most); it was not loaded. Replace it with the "
                "file from the model's official repository.")
         raise ValueError(msg)
+    return mappable
 
 
-def _read_state(path: str) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # compressed or pre-zip files cannot be memory-mapped; size checked
-        return torch.load(path, map_location="cpu", weights_only=True)
+def _read_state(path: str, mappable: bool) -> object:
+    # tensors are mapped, not read: their shapes are checked before any memory is used
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mappable)
 
 
 def _checked_tensors(path: str, name: str, state: object, hidden: int
@@ -98,9 +105,9 @@ def load_head(model_dir: str, name: str, hidden: int, device: torch.device,
     path = os.path.join(model_dir, HEAD_FILES[name])
     if not os.path.isfile(path):
         raise FileNotFoundError(missing_heads_message(model_dir, [name]))
-    _check_stored_size(path, hidden)
+    mappable = _check_stored_size(path, hidden)
     try:
-        state = _read_state(path)
+        state = _read_state(path, mappable)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
         msg = (f"{path!r} is not a plain tensor state dict (it may hold executable pickle data "
                "or be damaged); it was not loaded. Replace it with the file from the model's "
