@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from .inputs import optional_positive_int
 from .loading import LoadedModel
 from .scheduler import BatchQueue, drain
+from .truncate import token_ids
 
 __all__ = ["Engine", "Head", "DEFAULT_BATCH_TOKENS", "DEFAULT_CPU_WORKERS"]
 
@@ -75,10 +76,10 @@ class Engine:
         self._left_pad = getattr(tok, "padding_side", "right") == "left"
 
     def tokenize(self, texts: Sequence[str], max_length: int, **kwargs: Any) -> list[list[int]]:
-        """Token ids with special tokens, truncated to ``max_length``."""
+        """Token ids with special tokens, truncated to ``max_length`` (long texts are read only
+        as far as the limit needs: :mod:`.truncate`)."""
         with self.loaded.tokenizer_lock:
-            return self.loaded.tokenizer(list(texts), truncation=True, max_length=max_length,
-                                         **kwargs)["input_ids"]
+            return token_ids(self.loaded.tokenizer, texts, max_length, **kwargs)
 
     def call_tokenizer(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(tokenizer)`` holding the tokenizer lock (fast tokenizers are not reentrant)."""
