@@ -46,7 +46,33 @@ def _tokenizers(request: pytest.FixtureRequest) -> dict:
 def tokenizers(request: pytest.FixtureRequest) -> dict:
     toks = _tokenizers(request)
     toks["one-word bpe"] = _one_word_bpe()
+    toks["xlm-r-like unigram"] = _unigram(split=True)
+    toks["one-word unigram"] = _unigram(split=False)
     return toks
+
+
+def _unigram(split: bool):  # noqa: ANN202 - a transformers tokenizer
+    """XLM-R's model kind (Unigram: a Viterbi search over each word), with its Metaspace
+    word split or with none (the whole text one word)."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import Unigram
+    from tokenizers.trainers import UnigramTrainer
+    from transformers import PreTrainedTokenizerFast
+
+    from bge_integrations.tiny_models import TINY_CORPUS
+
+    tok = Tokenizer(Unigram())
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" ", "▁")])
+    if split:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = UnigramTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                             unk_token="<unk>", initial_alphabet=list("abcdefghijklmnopqrstuvwxyz"))
+    tok.train_from_iterator([t.replace(" ", "▁") for t in TINY_CORPUS * 4] +
+                            ["aaaa", "aaaaaaaa", "panda▁panda▁bear", "中文字符"], trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>", pad_token="<pad>")
 
 
 def _one_word_bpe():  # noqa: ANN202 - a transformers tokenizer

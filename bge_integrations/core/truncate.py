@@ -8,9 +8,12 @@ tokens are used only where the cut cannot have changed them:
   own, so every token of a word that ends before the prefix's last two words is what the
   whole text gives (the last word may be cut; the one before it may be a whitespace run whose
   split depends on the next character);
-* a tokenizer that keeps the text as one word (SentencePiece BPE converted without a
-  pre-tokenizer, as Llama and Mistral) merges adjacent symbols only, so tokens ending at least
-  :data:`SAFE_CHARS` characters before the cut are kept.
+* when the prefix is one word (a BPE tokenizer without a pre-tokenizer, as Llama and Mistral
+  convert from SentencePiece, or one unspaced run of text), a BPE model merges adjacent
+  symbols only, so tokens ending at least :data:`SAFE_CHARS` characters before the cut are
+  kept. A Unigram model (XLM-R, BGE-M3) picks the best segmentation of the whole word, whose
+  start can depend on its end (``"a" * n`` splits by the parity of ``n``): such a word is read
+  whole.
 
 When the safe tokens fill the limit, the prefix is tokenized with truncation (the ids are
 those of the whole text); otherwise the prefix grows fourfold, up to the whole text. Slow
@@ -70,6 +73,8 @@ def _long_text_ids(tokenizer: Any, text: str, max_length: int, budget: int,
     add_special = kwargs.get("add_special_tokens", True)
     content = max_length - (tokenizer.num_special_tokens_to_add(pair=False) if add_special
                             else 0)
+    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    local_words = type(model).__name__ == "BPE"  # merges stay local within a word
     size = budget
     while size < len(text):
         prefix = text[:size]
@@ -77,14 +82,15 @@ def _long_text_ids(tokenizer: Any, text: str, max_length: int, budget: int,
                               verbose=False).encodings
         if not encodings:  # no word boundaries to rely on
             break
-        if _safe_tokens(encodings[0], size) >= content:
+        if _safe_tokens(encodings[0], size, local_words) >= content:
             return whole(prefix)
         size *= _GROWTH
     return whole(text)
 
 
-def _safe_tokens(encoding: Any, cut: int) -> int:
-    """How many leading tokens of a prefix's ``encoding`` the cut at ``cut`` cannot change."""
+def _safe_tokens(encoding: Any, cut: int, local_words: bool) -> int:
+    """How many leading tokens of a prefix's ``encoding`` the cut at ``cut`` cannot change
+    (``local_words``: the model tokenizes within a word locally, as BPE does)."""
     words = encoding.word_ids
     if not words:
         return 0
@@ -93,6 +99,6 @@ def _safe_tokens(encoding: Any, cut: int) -> int:
         return 0
     if last >= 2:  # several words: those before the last two are whole and final
         return sum(1 for w in words if w is not None and w < last - 1)
-    if last == 0:  # one word: adjacent merges only; trust tokens far from the cut
+    if last == 0 and local_words:  # one BPE word: adjacent merges; trust tokens far from the cut
         return sum(1 for _, end in encoding.offsets if end <= cut - SAFE_CHARS)
     return 0
