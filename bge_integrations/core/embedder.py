@@ -16,11 +16,10 @@ from .inputs import optional_positive_int, validate_texts
 from .loading import LoadedModel, load_model
 from .pooling import pool
 from .prompts import build_icl_prefix, format_query, icl_query_token_ids
-from .registry import Family, ModelSpec, Pooling, resolve_spec
+from .registry import DEFAULT_MODEL, Family, ModelSpec, Pooling, resolve_spec
 
 __all__ = ["BGEEmbedder", "DEFAULT_MODEL"]
 
-DEFAULT_MODEL = "BAAI/bge-small-en-v1.5"
 _OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 

@@ -18,6 +18,7 @@ from enum import Enum
 from .resolve import UnknownModelError
 
 __all__ = [
+    "DEFAULT_MODEL",
     "Family",
     "Pooling",
     "ModelSpec",
@@ -47,6 +48,9 @@ class Pooling(str, Enum):
     MEAN = "mean"
     LAST_TOKEN = "last_token"
 
+
+#: the model an embedder loads when none is named
+DEFAULT_MODEL = "BAAI/bge-small-en-v1.5"
 
 EN_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
