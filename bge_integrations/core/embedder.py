@@ -111,7 +111,13 @@ class BGEEmbedder(EncoderBase):
     overrides it. Queries get the instruction (or the ICL few-shot prompt), documents never do.
 
     Args:
-        model_name_or_path: hub id or local directory.
+        model_name_or_path: hub id or local directory. A folder is matched to the registry by
+            its name, else by the hub id it records (a Hugging Face cache path, or the
+            ``_name_or_path`` of its config.json); a renamed copy that records none gets no
+            registry settings: without ``pooling`` that is an error that says so, and with
+            ``pooling`` a warning when its name resembles a registered model whose
+            instruction or pooling you did not pass. A name not registered raises
+            :class:`~bge_integrations.UnknownModelError` naming the close registry entries.
         pooling: ``"cls"``, ``"mean"`` or ``"last_token"`` (required for unregistered models).
         query_instruction: instruction for queries; ``None`` keeps the registry's, ``""`` none.
         query_instruction_format: ``format(instruction, query)`` template.
@@ -121,8 +127,13 @@ class BGEEmbedder(EncoderBase):
             (threads, no process pool).
         dtype: ``"auto"`` (float16 on CUDA, float32 on CPU), ``"float32"``, ``"float16"``,
             ``"bfloat16"`` or ``"int8"`` (dynamic quantization, CPU).
-        query_max_length: token limit for queries (longer ones are truncated).
-        passage_max_length: token limit for documents.
+        query_max_length: token limit for queries (longer ones are truncated; default: the
+            passage default, at most 512).
+        passage_max_length: token limit for documents (default: the registry's, else the
+            checkpoint's own ``sentence_bert_config.json`` ``max_seq_length`` or tokenizer
+            ``model_max_length``, else 512; never more than the model's positions). A value
+            beyond the model's position table raises ``ValueError`` here, not at the first
+            long text.
         normalize: L2-normalize the output.
         batch_size: most texts per forward pass.
         max_batch_tokens: most padded tokens per forward pass.
