@@ -268,6 +268,18 @@ def test_head_files_are_checked_against_the_backbone(tiny_m3: str, tmp_path, nam
         BGEM3Embedder(_with_head(tiny_m3, tmp_path, name, state), device="cpu")
 
 
+def test_a_tokenizer_larger_than_the_embedding_table_is_refused(tiny_m3: str, tmp_path) -> None:
+    folder = tmp_path / "bge-m3"
+    shutil.copytree(tiny_m3, folder)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_m3)
+    rows = AutoModel.from_pretrained(tiny_m3).config.vocab_size
+    tokenizer.add_tokens([f"newtoken{i}" for i in range(5)])  # ids past the table
+    tokenizer.save_pretrained(folder)
+    with pytest.raises(ValueError, match=f"tokenizer has {rows + 5} tokens but the backbone's "
+                                         f"embedding table has {rows} rows"):
+        BGEM3Embedder(str(folder), device="cpu")
+
+
 def test_a_compressed_head_that_unpacks_large_is_refused_by_its_size(tiny_m3: str,
                                                                      tmp_path) -> None:
     big = torch.nn.Linear(32, 1 << 16).state_dict()  # 8 MiB of tensors, deflated to a few KiB

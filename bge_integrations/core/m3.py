@@ -11,9 +11,10 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import read_config
 from .embedder import EncoderBase
 from .loading import TORCH_DTYPES, LoadedModel
-from .m3_heads import HEAD_FILES, load_head, missing_heads_message
+from .m3_heads import HEAD_FILES, check_vocabulary, load_head, missing_heads_message
 from .registry import Family, resolve_spec
 from .scores import (
     DEFAULT_WEIGHTS,
@@ -104,6 +105,8 @@ class BGEM3Embedder(EncoderBase):
                    if not os.path.isfile(os.path.join(self._loaded.path, f))]
         if missing:
             raise FileNotFoundError(missing_heads_message(self._loaded.path, missing))
+        check_vocabulary(self._loaded.path, len(self._loaded.tokenizer),
+                         read_config(self._loaded.path).get("vocab_size"))
         #: heads by the device their weights live on: each batch's device finds its own copy
         self._device_heads = {heads[0].weight.device: heads for heads in (
             (self._head("sparse", loaded), self._head("colbert", loaded))

@@ -20,12 +20,23 @@ from collections.abc import Mapping
 
 import torch
 
-__all__ = ["HEAD_FILES", "load_head", "missing_heads_message"]
+__all__ = ["HEAD_FILES", "load_head", "missing_heads_message", "check_vocabulary"]
 
 #: output name -> file holding its linear head next to the backbone weights
 HEAD_FILES = {"colbert": "colbert_linear.pt", "sparse": "sparse_linear.pt"}
 #: slack for the pickle and zip records around the tensors' bytes
 _FILE_OVERHEAD = 1 << 20
+
+
+def check_vocabulary(model_dir: str, tokenizer_size: int, model_vocab: object) -> None:
+    """Sparse vectors are keyed by token id: every id the tokenizer can give must have a row
+    in the backbone's embedding table (``config.json`` ``vocab_size``)."""
+    if isinstance(model_vocab, int) and not isinstance(model_vocab, bool) and (
+            tokenizer_size > model_vocab):
+        msg = (f"{model_dir!r}: its tokenizer has {tokenizer_size} tokens but the backbone's "
+               f"embedding table has {model_vocab} rows (config.json vocab_size); the "
+               "tokenizer belongs to another model. Use the checkpoint's own tokenizer files.")
+        raise ValueError(msg)
 
 
 def missing_heads_message(model_dir: str, missing: list[str]) -> str:
