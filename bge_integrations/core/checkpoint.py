@@ -27,7 +27,8 @@ __all__ = ["read_config", "recorded_name", "own_max_length", "position_limit",
 _PADDING_OFFSET_TYPES = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert",
                                    "mpnet", "longformer", "data2vec-text", "roberta-prelayernorm"})
 #: config keys of rotary / relative schemes, whose position count is not a hard limit
-_UNBOUNDED_POSITION_KEYS = ("rope_theta", "rope_scaling", "rope_parameters", "alibi")
+_UNBOUNDED_POSITION_KEYS = ("rope_theta", "rope_scaling", "rope_parameters", "global_rope_theta",
+                            "rotary_emb_base", "alibi")
 #: tokenizers without a limit record transformers' VERY_LARGE_INTEGER (1e30) or similar
 _UNSET_LENGTH = 1_000_000
 #: a config.json larger than this is not a model configuration
