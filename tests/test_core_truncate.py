@@ -139,3 +139,18 @@ def test_a_16_mb_text_reads_a_prefix_only(tokenizers: dict) -> None:
     elapsed = time.perf_counter() - start
     assert len(ids) == 256 and elapsed < 1.0, elapsed  # the whole text: about 12 s
     assert ids == _whole(tok, [text[:100_000]], 256)[0]
+
+
+def test_icl_query_bodies_read_a_prefix_too(tiny_icl: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import AutoTokenizer
+
+    from bge_integrations.core import prompts
+
+    tok = AutoTokenizer.from_pretrained(tiny_icl)
+    bodies = ["<instruct>find pandas\n<query>" + "panda bear " * 5_000, "a short one"]
+    prefix = prompts.build_icl_prefix([{"instruct": "i", "query": "q", "response": "r"}], "t")
+    got = prompts.icl_query_token_ids(tok, bodies, prefix, 64)
+    monkeypatch.setattr(prompts, "token_ids", lambda t, texts, n, **kw: _whole(t, list(texts),
+                                                                              n, **kw))
+    assert got == prompts.icl_query_token_ids(tok, bodies, prefix, 64)
