@@ -221,11 +221,13 @@ def test_a_checkpoint_without_heads_is_refused_at_construction(tiny_m3_no_heads:
     with pytest.raises(FileNotFoundError, match="not a BGE-M3 checkpoint.*colbert_linear.pt.*"
                                                 "sparse_linear.pt.*BGEEmbedder"):
         BGEM3Embedder(tiny_m3_no_heads, device="cpu")
-    one_head = tmp_path / "bge-m3-one-head"
+    one_head = tmp_path / "bge-m3"
     shutil.copytree(tiny_m3, one_head)
     (one_head / "colbert_linear.pt").unlink()
-    with pytest.raises(FileNotFoundError, match="no 'colbert_linear.pt'"):
-        BGEM3Embedder(str(one_head), device="cpu")
+    sparse_only = BGEM3Embedder(str(one_head), device="cpu")  # the outputs it has still work
+    assert len(sparse_only.encode(["x"], sparse=True).sparse) == 1
+    with pytest.raises(FileNotFoundError, match="needs 'colbert_linear.pt'.*colbert=False"):
+        sparse_only.encode(["x"], colbert=True)
     # the dense CLS vector of such a checkpoint stays reachable, as the message says
     dense = BGEEmbedder(tiny_m3_no_heads, pooling="cls", device="cpu")
     assert dense.encode(["dense only works"]).shape == (1, dense.dim)
@@ -264,8 +266,9 @@ def _with_head(tiny_m3: str, tmp_path, name: str, state: object, *, deflate: boo
 ])
 def test_head_files_are_checked_against_the_backbone(tiny_m3: str, tmp_path, name: str,
                                                      state: object, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        BGEM3Embedder(_with_head(tiny_m3, tmp_path, name, state), device="cpu")
+    m3 = BGEM3Embedder(_with_head(tiny_m3, tmp_path, name, state), device="cpu")
+    with pytest.raises(ValueError, match=match):  # before any text runs
+        m3.encode([], sparse=True, colbert=True)
 
 
 def test_a_tokenizer_larger_than_the_embedding_table_is_refused(tiny_m3: str, tmp_path) -> None:
@@ -289,7 +292,7 @@ def test_a_compressed_head_that_unpacks_large_is_refused_by_its_size(tiny_m3: st
     assert os.path.getsize(os.path.join(folder, "colbert_linear.pt")) < 100_000
     with pytest.raises(ValueError, match="bytes of data, more than a head of this model's "
                                          r"width \(32\) needs"):
-        BGEM3Embedder(folder, device="cpu")
+        BGEM3Embedder(folder, device="cpu").encode(["x"], colbert=True)
 
 
 def test_a_compressed_head_of_the_right_size_still_loads(tiny_m3: str, tmp_path) -> None:
@@ -320,11 +323,12 @@ def test_heads_ignore_another_threads_default_dtype(tiny_m3: str, tmp_path) -> N
     inside.wait(60)
     try:
         m3 = BGEM3Embedder(str(folder), device="cpu", dtype="float32")
+        heads = {name: m3._device_heads(name)[torch.device("cpu")]
+                 for name in ("sparse", "colbert")}  # built now, under the bf16 default
     finally:
         leave.set()
         thread.join()
     assert torch.get_default_dtype() == torch.float32
-    heads = dict(zip(("sparse", "colbert"), m3._device_heads[torch.device("cpu")]))
     for name, head in heads.items():
         want = torch.load(folder / f"{name}_linear.pt", weights_only=True)
         assert head.weight.dtype == torch.float32 and not head.weight.requires_grad

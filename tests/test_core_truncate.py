@@ -67,8 +67,8 @@ def _unigram(split: bool):  # noqa: ANN202 - a transformers tokenizer
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
     trainer = UnigramTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
                              unk_token="<unk>", initial_alphabet=list("abcdefghijklmnopqrstuvwxyz"))
-    tok.train_from_iterator([t.replace(" ", "▁") for t in TINY_CORPUS * 4] +
-                            ["aaaa", "aaaaaaaa", "panda▁panda▁bear", "中文字符"], trainer)
+    tok.train_from_iterator([t.replace(" ", "▁") for t in TINY_CORPUS * 4] + FRAGMENTS * 3 +
+                            ["aaaa", "aaaaaaaa", "panda▁panda▁bear", "中文字符测试中文"], trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .checkpoint import read_config
 from .embedder import EncoderBase
-from .loading import TORCH_DTYPES, LoadedModel
+from .loading import TORCH_DTYPES
 from .m3_heads import HEAD_FILES, check_vocabulary, load_head, missing_heads_message
 from .registry import Family, resolve_spec
 from .scores import (
@@ -71,10 +71,11 @@ class BGEM3Embedder(EncoderBase):
 
     Only the requested heads run. Sparse: ``relu(sparse_linear(h))`` per token, special tokens
     dropped, max over repeats. ColBERT: ``colbert_linear(h[:, 1:])``, L2-normalized, one vector
-    per token after CLS. Both heads load at construction, one copy per device, from
-    ``colbert_linear.pt`` / ``sparse_linear.pt`` (:mod:`.m3_heads`: shapes checked against the
-    backbone before anything is built); a checkpoint without them is not BGE-M3 and is refused
-    with an error, never given random weights.
+    per token after CLS. A checkpoint with neither ``colbert_linear.pt`` nor
+    ``sparse_linear.pt`` is not BGE-M3 and is refused at construction. Each head loads when
+    first requested, one copy per device (:mod:`.m3_heads`: shapes checked against the
+    backbone before anything is built); a missing or damaged file is an error, never random
+    weights.
 
     Example:
         >>> m3 = BGEM3Embedder("BAAI/bge-m3")  # doctest: +SKIP
@@ -101,16 +102,11 @@ class BGEM3Embedder(EncoderBase):
                          show_progress=show_progress, trust_remote_code=trust_remote_code,
                          max_texts_per_call=max_texts_per_call,
                          max_tokens_per_call=max_tokens_per_call, num_workers=num_workers)
-        missing = [n for n, f in HEAD_FILES.items()
-                   if not os.path.isfile(os.path.join(self._loaded.path, f))]
-        if missing:
-            raise FileNotFoundError(missing_heads_message(self._loaded.path, missing))
+        if not any(os.path.isfile(os.path.join(self._loaded.path, f))
+                   for f in HEAD_FILES.values()):
+            raise FileNotFoundError(missing_heads_message(self._loaded.path, list(HEAD_FILES)))
         check_vocabulary(self._loaded.path, len(self._loaded.tokenizer),
                          read_config(self._loaded.path).get("vocab_size"))
-        #: heads by the device their weights live on: each batch's device finds its own copy
-        self._device_heads = {heads[0].weight.device: heads for heads in (
-            (self._head("sparse", loaded), self._head("colbert", loaded))
-            for loaded in (self._loaded, *self._engine.replicas))}
         tok = self._loaded.tokenizer
         self._unused_ids = frozenset(
             int(i) for i in (tok.cls_token_id, tok.eos_token_id, tok.pad_token_id,
@@ -121,11 +117,14 @@ class BGEM3Embedder(EncoderBase):
         """Size of the token id space of sparse vectors."""
         return len(self._loaded.tokenizer)
 
-    @staticmethod
-    def _head(name: str, loaded: LoadedModel) -> torch.nn.Linear:
-        """``loaded``'s copy of a head, loaded once per model and shared by its embedders."""
-        return loaded.extra(f"m3:{name}", lambda: load_head(
+    def _device_heads(self, name: str) -> dict[torch.device, torch.nn.Linear]:
+        """The ``name`` head on every device this embedder runs on, keyed by the device its
+        weights live on: a batch's device finds its own copy. Each model loads it once (and
+        checks it: :mod:`.m3_heads`), shared by every embedder on that model."""
+        heads = [loaded.extra(f"m3:{name}", lambda loaded=loaded: load_head(
             loaded.path, name, loaded.hidden_size, loaded.device, TORCH_DTYPES[loaded.dtype]))
+                 for loaded in (self._loaded, *self._engine.replicas)]
+        return {head.weight.device: head for head in heads}
 
     # -- encoding ----------------------------------------------------------------------------
     def encode_queries(self, queries: Sequence[str], *, dense: bool = True, sparse: bool = True,
@@ -150,6 +149,9 @@ class BGEM3Embedder(EncoderBase):
         if not (dense or sparse or colbert):
             msg = "request at least one output: dense=True, sparse=True or colbert=True."
             raise ValueError(msg)
+        # a missing or damaged head file fails here, before any work
+        sparse_heads = self._device_heads("sparse") if sparse else {}
+        colbert_heads = self._device_heads("colbert") if colbert else {}
         if not texts:
             return M3Output(
                 dense=np.zeros((0, self.dim), np.float32) if dense else None,
@@ -157,9 +159,8 @@ class BGEM3Embedder(EncoderBase):
 
         def head(hidden: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
                  ) -> list[tuple]:
-            sparse_head, colbert_head = self._device_heads[hidden.device]
-            return self._heads(hidden, ids, mask, dense, sparse_head if sparse else None,
-                               colbert_head if colbert else None)
+            return self._heads(hidden, ids, mask, dense, sparse_heads.get(hidden.device),
+                               colbert_heads.get(hidden.device))
 
         rows = self._engine.run(self._tokenize(texts, max_length), head,
                                 first_token_only=not (sparse or colbert))

@@ -40,12 +40,16 @@ def check_vocabulary(model_dir: str, tokenizer_size: int, model_vocab: object) -
 
 
 def missing_heads_message(model_dir: str, missing: list[str]) -> str:
-    """Why a folder without BGE-M3's head files cannot back a ``BGEM3Embedder``."""
+    """Why a folder without (some of) BGE-M3's head files cannot give those outputs."""
     files = " and ".join(repr(HEAD_FILES[name]) for name in missing)
-    return (f"{model_dir!r} is not a BGE-M3 checkpoint: it has no {files}, the sparse and "
-            "ColBERT heads BGE-M3 ships next to its weights. Download the full model "
-            "(BAAI/bge-m3), or, for this model's dense CLS vector alone, use "
-            "BGEEmbedder(path, pooling='cls').")
+    if len(missing) == len(HEAD_FILES):
+        return (f"{model_dir!r} is not a BGE-M3 checkpoint: it has no {files}, the sparse and "
+                "ColBERT heads BGE-M3 ships next to its weights. Download the full model "
+                "(BAAI/bge-m3), or, for this model's dense CLS vector alone, use "
+                "BGEEmbedder(path, pooling='cls').")
+    return (f"BGE-M3 {' and '.join(missing)} output needs {files} in {model_dir!r}, and it is "
+            "missing. Download the full model (it ships colbert_linear.pt and "
+            f"sparse_linear.pt) or request only the outputs you have ({missing[0]}=False).")
 
 
 def _out_features(name: str, hidden: int) -> range:

@@ -8,12 +8,14 @@ tokens are used only where the cut cannot have changed them:
   own, so every token of a word that ends before the prefix's last two words is what the
   whole text gives (the last word may be cut; the one before it may be a whitespace run whose
   split depends on the next character);
-* when the prefix is one word (a BPE tokenizer without a pre-tokenizer, as Llama and Mistral
-  convert from SentencePiece, or one unspaced run of text), a BPE model merges adjacent
-  symbols only, so tokens ending at least :data:`SAFE_CHARS` characters before the cut are
-  kept. A Unigram model (XLM-R, BGE-M3) picks the best segmentation of the whole word, whose
-  start can depend on its end (``"a" * n`` splits by the parity of ``n``): such a word is read
-  whole.
+* within a word (a BPE tokenizer without a pre-tokenizer, as Llama and Mistral convert from
+  SentencePiece, or one unspaced run of text), a BPE model merges adjacent symbols only, so
+  tokens ending at least :data:`SAFE_CHARS` characters before the cut are kept;
+* a Unigram model (XLM-R, BGE-M3) picks the best segmentation of a whole word, whose start
+  can depend on its end (``"a" * n`` splits by the parity of ``n``); within a long word only
+  the tokens before a *forced* boundary are kept: a position no vocabulary piece spans, which
+  every segmentation, the best one of the whole text included, must cut at. A word with none
+  (``"a" * n``) is read whole.
 
 When the safe tokens fill the limit, the prefix is tokenized with truncation (the ids are
 those of the whole text); otherwise the prefix grows fourfold, up to the whole text. Slow
@@ -31,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,8 +76,7 @@ def _long_text_ids(tokenizer: Any, text: str, max_length: int, budget: int,
     add_special = kwargs.get("add_special_tokens", True)
     content = max_length - (tokenizer.num_special_tokens_to_add(pair=False) if add_special
                             else 0)
-    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
-    local_words = type(model).__name__ == "BPE"  # merges stay local within a word
+    kind = type(tokenizer.backend_tokenizer.model).__name__
     size = budget
     while size < len(text):
         prefix = text[:size]
@@ -82,23 +84,79 @@ def _long_text_ids(tokenizer: Any, text: str, max_length: int, budget: int,
                               verbose=False).encodings
         if not encodings:  # no word boundaries to rely on
             break
-        if _safe_tokens(encodings[0], size, local_words) >= content:
+        safe = _safe_tokens(encodings[0], size, kind)
+        if safe < content and kind == "Unigram":
+            safe = _before_forced_boundary(tokenizer, encodings[0], prefix, content)
+        if safe >= content:
             return whole(prefix)
         size *= _GROWTH
     return whole(text)
 
 
-def _safe_tokens(encoding: Any, cut: int, local_words: bool) -> int:
-    """How many leading tokens of a prefix's ``encoding`` the cut at ``cut`` cannot change
-    (``local_words``: the model tokenizes within a word locally, as BPE does)."""
+def _safe_tokens(encoding: Any, cut: int, kind: str) -> int:
+    """How many leading tokens of a prefix's ``encoding`` the cut at ``cut`` cannot change:
+    the words before the last two, and for BPE (whose merges are local) every token ending
+    :data:`SAFE_CHARS` before the cut."""
     words = encoding.word_ids
-    if not words:
+    if not words or words[-1] is None:
         return 0
-    last = words[-1]
-    if last is None:
-        return 0
-    if last >= 2:  # several words: those before the last two are whole and final
-        return sum(1 for w in words if w is not None and w < last - 1)
-    if last == 0 and local_words:  # one BPE word: adjacent merges; trust tokens far from the cut
-        return sum(1 for _, end in encoding.offsets if end <= cut - SAFE_CHARS)
+    safe = sum(1 for w in words if w is not None and w < words[-1] - 1)
+    if kind == "BPE":
+        safe = max(safe, sum(1 for _, end in encoding.offsets if end <= cut - SAFE_CHARS))
+    return safe
+
+
+_PIECES: weakref.WeakKeyDictionary[Any, tuple[frozenset[str], int]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _pieces(tokenizer: Any) -> tuple[frozenset[str], int]:
+    """A Unigram tokenizer's pieces and the longest one's length (cached per tokenizer)."""
+    found = _PIECES.get(tokenizer)
+    if found is None:
+        vocab = tokenizer.backend_tokenizer.get_vocab(with_added_tokens=False)
+        found = (frozenset(vocab), max(map(len, vocab), default=1))
+        _PIECES[tokenizer] = found
+    return found
+
+
+def _before_forced_boundary(tokenizer: Any, encoding: Any, text: str, content: int) -> int:
+    """Tokens before the first forced boundary after ``content`` tokens, else 0.
+
+    Unigram picks the best segmentation of a whole word, but a position that no piece of the
+    vocabulary spans (and where no two unknown characters can fuse) is a boundary of every
+    segmentation, so the best one of the whole text ends its first part there exactly as the
+    prefix's does. A boundary is only trusted :data:`SAFE_CHARS` before the cut, inside one
+    word, where normalizing each side alone gives the same text as normalizing both.
+    """
+    pieces, longest = _pieces(tokenizer)
+    backend = tokenizer.backend_tokenizer
+    normalize = backend.normalizer.normalize_str if backend.normalizer else str
+    width = 2 * longest + 4
+    offsets = encoding.offsets
+    for i in range(max(content, 1), min(len(offsets), content + 64)):
+        b = offsets[i][0]
+        if b + width > len(text) - SAFE_CHARS:
+            break
+        if b < width or offsets[i - 1][1] != b:
+            continue
+        left, right = normalize(text[b - width:b]), normalize(text[b:b + width])
+        joined = left + right
+        if (normalize(text[b - width:b + width]) != joined or len(left) < longest
+                or len(right) < longest or any(c.isspace() for c in joined)
+                or left[-1] not in pieces or right[0] not in pieces
+                or not _one_pre_token(backend, joined)):
+            continue
+        k = len(left)
+        if not any(joined[j:e] in pieces for j in range(k - longest + 1, k)
+                   for e in range(k + 1, j + longest + 1)):
+            return i
     return 0
+
+
+def _one_pre_token(backend: Any, text: str) -> bool:
+    """Whether the pre-tokenizer leaves ``text`` one word, unchanged but for a leading '▁'."""
+    if backend.pre_tokenizer is None:
+        return True
+    parts = backend.pre_tokenizer.pre_tokenize_str(text)
+    return len(parts) == 1 and parts[0][0] in (text, "▁" + text)
