@@ -154,3 +154,30 @@ def test_icl_query_bodies_read_a_prefix_too(tiny_icl: str,
     monkeypatch.setattr(prompts, "token_ids", lambda t, texts, n, **kw: _whole(t, list(texts),
                                                                               n, **kw))
     assert got == prompts.icl_query_token_ids(tok, bodies, prefix, 64)
+
+
+class _Recorder:
+    """A tokenizer that records the longest text it was given."""
+
+    def __init__(self, tokenizer) -> None:  # noqa: ANN001
+        self.tokenizer, self.longest = tokenizer, 0
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self.tokenizer, name)
+
+    def __call__(self, texts: list[str], **kwargs):  # noqa: ANN204
+        self.longest = max(self.longest, *map(len, texts))
+        return self.tokenizer(texts, **kwargs)
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("xlm-r-like unigram", "中文字符测试" * 50_000),  # one 300k-character word
+    ("one-word unigram", "日本語のテキスト、中文字符测试。" * 20_000),
+    ("one-word bpe", "panda bear " * 30_000),
+    ("minilm_dir", "word " * 60_000),
+    ("tiny_m3", "panda " * 50_000),
+])
+def test_long_texts_are_read_by_prefix(tokenizers: dict, name: str, text: str) -> None:
+    recorder = _Recorder(tokenizers[name])
+    assert token_ids(recorder, [text], 64) == _whole(tokenizers[name], [text], 64)
+    assert recorder.longest < 20_000 < len(text), recorder.longest
