@@ -109,7 +109,8 @@ def test_a_registry_default_is_cut_to_a_smaller_copy(tiny_m3: str, tmp_path: Pat
 
 # -- #17 item 6 and #16 "Also": names that are wrong, padded, or folders that are not models ---
 def test_a_typo_names_the_close_registry_entries(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(UnknownModelError, match="Did you mean 'BAAI/bge-small-en-v1.5'") as info:
+    with pytest.raises(UnknownModelError, match=r"Did you mean 'BAAI/bge-small-en-v1.5'\?") \
+            as info:
         BGEEmbedder("BAAI/bge-smal-en-v1.5")
     assert isinstance(info.value, ModelNotFoundError)
     assert str(info.value).startswith("Unknown model 'BAAI/bge-smal-en-v1.5'")

@@ -288,26 +288,31 @@ def find_spec(name_or_path: str) -> ModelSpec | None:
 
 
 def close_names(name_or_path: str, n: int = 3) -> list[str]:
-    """Registered names that look like ``name_or_path`` (a typo, a renamed folder), best first.
+    """Registered names that look like ``name_or_path`` (a typo, a renamed folder), best first:
+    those about as close as the closest one (a typo of one letter names its one model).
 
     Example:
-        >>> close_names("BAAI/bge-smal-en-v1.5")[0]
-        'BAAI/bge-small-en-v1.5'
+        >>> close_names("BAAI/bge-smal-en-v1.5")
+        ['BAAI/bge-small-en-v1.5']
     """
     with _LOCK:
         names = [spec.name for spec in _REGISTRY.values()]
-    by_key: dict[str, str] = {}
-    for name in names:
-        by_key.setdefault(name.lower(), name)
-        by_key.setdefault(_basename(name), name)
     key = _key(name_or_path)
-    candidates = (key, _basename(name_or_path)) if "/" in key else (key,)
-    found: list[str] = []
-    for candidate in candidates:
-        for match in difflib.get_close_matches(candidate, list(by_key), n=n, cutoff=0.75):
-            if by_key[match] not in found:
-                found.append(by_key[match])
-    return found[:n]
+    scored: dict[str, float] = {}
+    for name in names:
+        candidates = [(key, name.lower())]
+        if "/" in key or "/" not in name:
+            candidates.append((_basename(name_or_path), _basename(name)))
+        else:
+            candidates.append((key, _basename(name)))
+        score = max(difflib.SequenceMatcher(None, a, b).ratio() for a, b in candidates)
+        if score >= 0.75:
+            scored[name] = score
+    if not scored:
+        return []
+    best = max(scored.values())
+    ranked = sorted(scored, key=lambda name: -scored[name])
+    return [name for name in ranked if scored[name] >= best - 0.03][:n]
 
 
 def did_you_mean(name_or_path: str) -> str:
