@@ -51,8 +51,8 @@ def test_queries_error_names_queries(bert_embedder: BGEEmbedder) -> None:
 
 def test_tuples_and_generators_are_accepted(bert_embedder: BGEEmbedder) -> None:
     want = bert_embedder.encode(["a", "b"])
-    np.testing.assert_allclose(bert_embedder.encode(("a", "b")), want, atol=1e-6)
-    np.testing.assert_allclose(bert_embedder.encode(t for t in ["a", "b"]), want, atol=1e-6)
+    np.testing.assert_allclose(bert_embedder.encode(("a", "b")), want, atol=1e-5)
+    np.testing.assert_allclose(bert_embedder.encode(t for t in ["a", "b"]), want, atol=1e-5)
 
 
 def test_over_long_text_is_truncated_to_the_configured_length(tiny_bert: str) -> None:
@@ -97,7 +97,7 @@ def test_encode_iter_streams_in_order(bert_embedder: BGEEmbedder) -> None:
     chunks = list(bert_embedder.encode_iter(iter(docs), chunk_size=10))
     assert [len(c) for c in chunks] == [10, 10, 5]
     np.testing.assert_allclose(np.concatenate(chunks), bert_embedder.encode_documents(docs),
-                               atol=1e-6)
+                               atol=1e-5)
     with pytest.raises(TypeError, match="single str"):
         list(bert_embedder.encode_iter("abc"))
 
@@ -121,7 +121,7 @@ def test_packaged_minilm_resolves_by_hub_id(monkeypatch: pytest.MonkeyPatch,
     emb = BGEEmbedder("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
     assert emb.spec.pooling.value == "mean" and emb.dim == 384
     np.testing.assert_allclose(emb.encode(["hi"]),
-                               BGEEmbedder(minilm_dir, pooling="mean").encode(["hi"]), atol=1e-6)
+                               BGEEmbedder(minilm_dir, pooling="mean").encode(["hi"]), atol=1e-5)
 
 
 def test_remote_code_is_refused_unless_asked(tiny_bert: str, tmp_path) -> None:
@@ -170,7 +170,7 @@ def test_threads_get_the_same_numbers_as_serial_calls(tiny_bert: str) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         parallel = list(pool.map(work, range(16)))
     for s, p in zip(serial, parallel, strict=True):
-        np.testing.assert_allclose(p, s, atol=1e-6)
+        np.testing.assert_allclose(p, s, atol=1e-5)
 
 
 def test_asyncio_calls_via_threads(tiny_bert: str) -> None:
@@ -182,7 +182,7 @@ def test_asyncio_calls_via_threads(tiny_bert: str) -> None:
 
     results = asyncio.run(main())
     for t, r in zip(texts, results, strict=True):
-        np.testing.assert_allclose(r, emb.encode(t), atol=1e-6)
+        np.testing.assert_allclose(r, emb.encode(t), atol=1e-5)
 
 
 def test_int8_dynamic_quantization_is_explicit_and_close(tiny_bert: str) -> None:
@@ -224,7 +224,7 @@ def test_path_objects_are_accepted(tiny_bert: str) -> None:
 
     emb = BGEEmbedder(Path(tiny_bert), device="cpu")
     assert emb.model_name == tiny_bert
-    np.testing.assert_allclose(emb.encode(["a"]), BGEEmbedder(tiny_bert).encode(["a"]), atol=1e-6)
+    np.testing.assert_allclose(emb.encode(["a"]), BGEEmbedder(tiny_bert).encode(["a"]), atol=1e-5)
 
 
 def test_lone_surrogates_are_rejected_with_the_index(bert_embedder: BGEEmbedder) -> None:

@@ -65,7 +65,7 @@ def test_bge_v15_documents_get_no_instruction(tiny_bert: str) -> None:
     got = emb.encode_documents(PASSAGES)
     np.testing.assert_allclose(got, reference(tiny_bert, PASSAGES, "cls", max_length=48),
                                atol=1e-5)
-    np.testing.assert_allclose(emb.encode(PASSAGES, max_length=48), got, atol=1e-6)
+    np.testing.assert_allclose(emb.encode(PASSAGES, max_length=48), got, atol=1e-5)
 
 
 def test_unnormalized_output_is_the_raw_pooled_state(tiny_bert: str) -> None:
@@ -94,7 +94,8 @@ def test_mean_pooling_of_half_precision_states_sums_in_float32() -> None:
     got = pool(hidden, mask, Pooling.MEAN)
     assert got.dtype == torch.float32
     want = (hidden.double() * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-    torch.testing.assert_close(got.double(), want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got.double(), want, atol=1e-6 * float(want.abs().max()),
+                               rtol=1e-5)
 
 
 @pytest.mark.parametrize("fixture", ["tiny_mistral", "tiny_icl"])
@@ -186,9 +187,9 @@ def test_set_examples_changes_only_queries(tiny_icl: str) -> None:
     plain_q, plain_d = emb.encode_queries(["panda"]), emb.encode_documents(["panda"])
     emb.set_examples(ICL_EXAMPLES)
     assert not np.allclose(emb.encode_queries(["panda"]), plain_q, atol=1e-4)
-    np.testing.assert_allclose(emb.encode_documents(["panda"]), plain_d, atol=1e-6)
+    np.testing.assert_allclose(emb.encode_documents(["panda"]), plain_d, atol=1e-5)
     emb.set_examples(None)
-    np.testing.assert_allclose(emb.encode_queries(["panda"]), plain_q, atol=1e-6)
+    np.testing.assert_allclose(emb.encode_queries(["panda"]), plain_q, atol=1e-5)
 
 
 def test_examples_on_a_non_icl_model_is_an_error(tiny_bert: str) -> None:

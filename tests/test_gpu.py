@@ -114,6 +114,6 @@ def test_several_gpus_give_the_vectors_of_one(tiny_m3: str) -> None:
     assert two._engine.workers() == 2
     a = one.encode_documents(TEXTS, colbert=True)
     b = two.encode_documents(TEXTS, colbert=True)
-    np.testing.assert_allclose(b.dense, a.dense, atol=1e-6)
+    np.testing.assert_allclose(b.dense, a.dense, atol=1e-5)
     for x, y in zip(a.colbert, b.colbert, strict=True):
-        np.testing.assert_allclose(y, x, atol=1e-6)
+        np.testing.assert_allclose(y, x, atol=1e-5)

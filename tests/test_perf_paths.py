@@ -69,7 +69,7 @@ def test_workers_give_the_vectors_of_one_worker(tiny_bert: str) -> None:
     want = serial.encode_documents(MIXED)
     for workers in (2, 3):
         emb = BGEEmbedder(tiny_bert, device="cpu", max_batch_tokens=96, num_workers=workers)
-        np.testing.assert_allclose(emb.encode_documents(MIXED), want, atol=1e-6)
+        np.testing.assert_allclose(emb.encode_documents(MIXED), want, atol=1e-5)
 
 
 def test_m3_workers_keep_every_output_in_input_order(tiny_m3: str) -> None:
@@ -77,12 +77,12 @@ def test_m3_workers_keep_every_output_in_input_order(tiny_m3: str) -> None:
     side = BGEM3Embedder(tiny_m3, device="cpu", max_batch_tokens=96, num_workers=2)
     a = serial.encode_documents(MIXED, colbert=True)
     b = side.encode_documents(MIXED, colbert=True)
-    np.testing.assert_allclose(b.dense, a.dense, atol=1e-6)
+    np.testing.assert_allclose(b.dense, a.dense, atol=1e-5)
     for x, y in zip(a.colbert, b.colbert):
-        np.testing.assert_allclose(y, x, atol=1e-6)
+        np.testing.assert_allclose(y, x, atol=1e-5)
     for x, y in zip(a.sparse, b.sparse):
         assert x.keys() == y.keys()
-        np.testing.assert_allclose(list(y.values()), list(x.values()), atol=1e-6)
+        np.testing.assert_allclose(list(y.values()), list(x.values()), rtol=1e-5, atol=1e-7)
 
 
 def test_workers_leave_torch_threads_as_they_were(tiny_bert: str) -> None:
@@ -149,10 +149,13 @@ def test_lean_encoder_equals_the_model_forward(fixture: str,
             want = loaded.model(input_ids=ids, attention_mask=mask).last_hidden_state
             every = lean(ids, mask)
             first = lean(ids, mask, first_token_only=True)
-        # every position, padding rows included, and the first token through the short layer
-        torch.testing.assert_close(every, want, atol=1e-6, rtol=0)
+        # every position, padding rows included, and the first token through the short layer;
+        # unnormalised states: the tolerance scales with their size (float32 kernels differ
+        # by CPU: AVX2, AVX-512, AMX)
+        scale = float(want.abs().max())
+        torch.testing.assert_close(every, want, atol=1e-6 * scale, rtol=1e-5)
         assert first.shape == (len(ids), 1, loaded.hidden_size)
-        torch.testing.assert_close(first[:, 0], want[:, 0], atol=1e-6, rtol=0)
+        torch.testing.assert_close(first[:, 0], want[:, 0], atol=1e-6 * scale, rtol=1e-5)
     # the lean pass runs the model's own modules: nothing copied, the model left whole
     assert lean.layers[0] is loaded.model.encoder.layer[0]
     assert lean.embeddings is loaded.model.embeddings
@@ -169,7 +172,7 @@ def test_m3_dense_alone_equals_dense_with_every_head(tiny_m3: str) -> None:
     m3 = BGEM3Embedder(tiny_m3, device="cpu")
     alone = m3.encode_documents(MIXED, sparse=False).dense
     together = m3.encode_documents(MIXED, sparse=True, colbert=True).dense
-    np.testing.assert_allclose(alone, together, atol=1e-6)
+    np.testing.assert_allclose(alone, together, atol=1e-5)
 
 
 def test_int8_lean_first_token_path_stays_close_to_the_full_int8_forward(tiny_bert: str) -> None:
@@ -192,11 +195,11 @@ def test_a_device_list_runs_one_replica_per_device(tiny_m3: str) -> None:
     assert two._engine.workers() == 2 and two._engine.replicas[0] is not two._loaded
     a = one.encode_documents(MIXED, colbert=True)
     b = two.encode_documents(MIXED, colbert=True)
-    np.testing.assert_allclose(b.dense, a.dense, atol=1e-6)
+    np.testing.assert_allclose(b.dense, a.dense, atol=1e-5)
     for x, y in zip(a.colbert, b.colbert):
-        np.testing.assert_allclose(y, x, atol=1e-6)
+        np.testing.assert_allclose(y, x, atol=1e-5)
     dense = BGEEmbedder(tiny_m3, pooling="cls", device=["cpu", "cpu:0"], max_batch_tokens=96)
-    np.testing.assert_allclose(dense.encode_documents(MIXED), a.dense, atol=1e-6)
+    np.testing.assert_allclose(dense.encode_documents(MIXED), a.dense, atol=1e-5)
 
 
 def test_device_list_validation(tiny_bert: str) -> None:
@@ -220,5 +223,5 @@ def test_out_of_memory_on_one_device_re_splits_only_its_batch(
         return original(engine, rows, head, **options)
 
     monkeypatch.setattr(Engine, "forward", forward)
-    np.testing.assert_allclose(emb.encode_documents(MIXED), want, atol=1e-6)
+    np.testing.assert_allclose(emb.encode_documents(MIXED), want, atol=1e-5)
     assert sum(sizes) == len(MIXED)

@@ -79,12 +79,12 @@ def oom_above(limit: int) -> Callable[[int], BaseException | None]:
 
 
 def assert_same_m3(got: Any, want: Any) -> None:
-    np.testing.assert_allclose(got.dense, want.dense, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(got.dense, want.dense, atol=1e-5, rtol=0)
     for a, b in zip(got.sparse, want.sparse, strict=True):
         assert a.keys() == b.keys()
-        np.testing.assert_allclose([a[t] for t in b], list(b.values()), atol=1e-6, rtol=0)
+        np.testing.assert_allclose([a[t] for t in b], list(b.values()), rtol=1e-5, atol=1e-7)
     for a, b in zip(got.colbert, want.colbert, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("kind", ["dense", "m3"])
@@ -95,14 +95,14 @@ def test_oom_backoff_keeps_every_output_in_order(kind: str, tiny_bert: str,
     """Encode 23 texts of mixed lengths while every forward pass of more than 3 texts raises
     torch.OutOfMemoryError (BGEEmbedder queries; BGE-M3 dense + sparse + ColBERT documents).
 
-    Checks: the outputs equal the run without OOM (1e-6) in input order; batches were
+    Checks: the outputs equal the run without OOM (1e-5) in input order; batches were
     retried smaller and each text was embedded exactly once.
     """
     if kind == "dense":
         dense = BGEEmbedder(tiny_bert, device="cpu")
         want = dense.encode_queries(TEXTS)
         oom = spy(oom_above(OOM_ABOVE))
-        np.testing.assert_allclose(dense.encode_queries(TEXTS), want, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(dense.encode_queries(TEXTS), want, atol=1e-5, rtol=0)
     else:
         want = m3x.encode_documents(TEXTS, dense=True, sparse=True, colbert=True)
         oom = spy(oom_above(OOM_ABOVE))
@@ -175,7 +175,7 @@ def test_oom_backoff_through_the_index(m3x: BGEM3Embedder,  # noqa: F811
     assert len(index) == len(CORPUS)
     for a, b in zip(got, want, strict=True):
         assert [h.id for h in a] == [h.id for h in b]
-        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
     failed = len(oom.attempts) - len(oom.succeeded)
     assert failed >= 2
     record_property("held", f"{failed} simulated OOMs: same documents, hits and scores")

@@ -11,16 +11,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import check_length, resolve_lengths
 from .engine import Engine
 from .inputs import optional_positive_int, validate_texts
 from .loading import LoadedModel, load_model
 from .pooling import pool
 from .prompts import build_icl_prefix, format_query, icl_query_token_ids
-from .registry import Family, ModelSpec, Pooling, find_spec, register_model, resolve_spec
+from .registry import (DEFAULT_MODEL, Family, ModelSpec, Pooling, find_spec, register_model,
+                       resolve_spec)
 
 __all__ = ["BGEEmbedder", "DEFAULT_MODEL"]
 
-DEFAULT_MODEL = "BAAI/bge-small-en-v1.5"
 _OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
@@ -43,15 +44,15 @@ class EncoderBase:
                    "pass trust_remote_code=True if you trust the model's source.")
             raise ValueError(msg)
         self._spec = spec
-        self.query_max_length = _positive(query_max_length, min(512, spec.max_length),
-                                          "query_max_length")
-        self.passage_max_length = _positive(passage_max_length, spec.max_length,
-                                            "passage_max_length")
+        query_max_length = optional_positive_int(query_max_length, "query_max_length")
+        passage_max_length = optional_positive_int(passage_max_length, "passage_max_length")
         self.normalize = bool(normalize)
         self.max_texts_per_call = optional_positive_int(max_texts_per_call, "max_texts_per_call")
         loaded = [load_model(self.model_name, device=d, dtype=dtype,
                              trust_remote_code=trust_remote_code) for d in _devices(device)]
         self._loaded: LoadedModel = loaded[0]
+        self.query_max_length, self.passage_max_length, self._max_positions = resolve_lengths(
+            self._loaded.path, spec.max_length, query_max_length, passage_max_length)
         self._engine = Engine(self._loaded, replicas=loaded[1:], batch_size=batch_size,
                               max_batch_tokens=max_batch_tokens, show_progress=show_progress,
                               max_tokens_per_call=optional_positive_int(
@@ -82,6 +83,13 @@ class EncoderBase:
 
     def _texts(self, texts: object, name: str) -> list[str]:
         return validate_texts(texts, name=name, max_texts=self.max_texts_per_call)
+
+    def _max_length(self, max_length: int | None) -> int:
+        """A per-call ``max_length`` (default ``passage_max_length``), checked like the options."""
+        value = optional_positive_int(max_length, "max_length")
+        if value is None:
+            return self.passage_max_length
+        return check_length("max_length", value, self._max_positions, self._loaded.path)
 
     def _tokenize(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         return self._engine.tokenize(texts, max_length)
@@ -133,11 +141,6 @@ def _devices(device: str | Sequence[str] | None) -> list[str | None]:
     return list(device)
 
 
-def _positive(value: int | None, default: int, name: str) -> int:
-    checked = optional_positive_int(value, name)
-    return default if checked is None else checked
-
-
 class BGEEmbedder(EncoderBase):
     """Dense embeddings for any registered model (BGE v1/v1.5, bge-m3 dense, bge-en-icl, E5, ...).
 
@@ -145,7 +148,13 @@ class BGEEmbedder(EncoderBase):
     overrides it. Queries get the instruction (or the ICL few-shot prompt), documents never do.
 
     Args:
-        model_name_or_path: hub id or local directory.
+        model_name_or_path: hub id or local directory. A folder is matched to the registry by
+            its name, else by the hub id it records (a Hugging Face cache path, or the
+            ``_name_or_path`` of its config.json); a renamed copy that records none gets no
+            registry settings: without ``pooling`` that is an error that says so, and with
+            ``pooling`` a warning when its name resembles a registered model whose
+            instruction or pooling you did not pass. A name not registered raises
+            :class:`~bge_integrations.UnknownModelError` naming the close registry entries.
         pooling: ``"cls"``, ``"mean"`` or ``"last_token"`` (required for unregistered models).
         query_instruction: instruction for queries; ``None`` keeps the registry's, ``""`` none.
         query_instruction_format: ``format(instruction, query)`` template.
@@ -155,8 +164,13 @@ class BGEEmbedder(EncoderBase):
             (threads, no process pool).
         dtype: ``"auto"`` (float16 on CUDA, float32 on CPU), ``"float32"``, ``"float16"``,
             ``"bfloat16"`` or ``"int8"`` (dynamic quantization, CPU).
-        query_max_length: token limit for queries (longer ones are truncated).
-        passage_max_length: token limit for documents.
+        query_max_length: token limit for queries (longer ones are truncated; default: the
+            passage default, at most 512).
+        passage_max_length: token limit for documents (default: the registry's, else the
+            checkpoint's own ``sentence_bert_config.json`` ``max_seq_length`` or tokenizer
+            ``model_max_length``, else 512; never more than the model's positions). A value
+            beyond the model's position table raises ``ValueError`` here, not at the first
+            long text.
         normalize: L2-normalize the output.
         batch_size: most texts per forward pass.
         max_batch_tokens: most padded tokens per forward pass.
@@ -247,7 +261,7 @@ class BGEEmbedder(EncoderBase):
                output_dtype: str = "float32") -> np.ndarray:
         """Embed texts as they are: no instruction, no prefix. Shape ``(n, dim)``."""
         texts = self._texts(texts, "texts")
-        limit = _positive(max_length, self.passage_max_length, "max_length")
+        limit = self._max_length(max_length)
         return self._embed(self._tokenize(texts, limit) if texts else [], output_dtype)
 
     def encode_iter(self, documents: Iterable[str], *, chunk_size: int = 1024,

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from .inputs import optional_positive_int
 from .loading import LoadedModel
 from .scheduler import BatchQueue, drain
+from .truncate import token_ids
 
 __all__ = ["Engine", "Head", "DEFAULT_BATCH_TOKENS", "DEFAULT_CPU_WORKERS"]
 
@@ -75,10 +76,10 @@ class Engine:
         self._left_pad = getattr(tok, "padding_side", "right") == "left"
 
     def tokenize(self, texts: Sequence[str], max_length: int, **kwargs: Any) -> list[list[int]]:
-        """Token ids with special tokens, truncated to ``max_length``."""
+        """Token ids with special tokens, truncated to ``max_length`` (long texts are read only
+        as far as the limit needs: :mod:`.truncate`)."""
         with self.loaded.tokenizer_lock:
-            return self.loaded.tokenizer(list(texts), truncation=True, max_length=max_length,
-                                         **kwargs)["input_ids"]
+            return token_ids(self.loaded.tokenizer, texts, max_length, **kwargs)
 
     def call_tokenizer(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(tokenizer)`` holding the tokenizer lock (fast tokenizers are not reentrant)."""
@@ -130,14 +131,6 @@ class Engine:
             return self.num_workers
         return max(1, min(DEFAULT_CPU_WORKERS, torch.get_num_threads()))
 
-    def replica_on(self, device: torch.device) -> LoadedModel:
-        """The model whose weights live on ``device`` (heads built per device look it up)."""
-        for loaded in (self.loaded, *self.replicas):
-            if _weights_device(loaded.model) == device:
-                return loaded
-        msg = f"No replica of {self.loaded.name!r} on {device}."
-        raise LookupError(msg)
-
     def run(self, token_ids: Sequence[Sequence[int]], head: Head[T], *,
             first_token_only: bool = False) -> list[T]:
         """Apply ``head`` to every text, longest first in token-budget batches; input order out.
@@ -183,7 +176,3 @@ class Engine:
             drain(BatchQueue(lengths, self.batch_size), replicas, forward, done,
                   self.max_batch_tokens, cpu_threads)
         return results
-
-
-def _weights_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device

@@ -11,8 +11,10 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import read_config
 from .embedder import EncoderBase
-from .loading import TORCH_DTYPES, LoadedModel
+from .loading import TORCH_DTYPES
+from .m3_heads import HEAD_FILES, check_vocabulary, load_head, missing_heads_message
 from .registry import Family, resolve_spec
 from .scores import (
     DEFAULT_WEIGHTS,
@@ -27,10 +29,6 @@ from .scores import (
 )
 
 __all__ = ["BGEM3Embedder", "M3Output", "HEAD_FILES"]
-
-#: output name -> file holding its linear head next to the backbone weights
-HEAD_FILES = {"colbert": "colbert_linear.pt", "sparse": "sparse_linear.pt"}
-
 
 @dataclass
 class M3Output:
@@ -68,40 +66,16 @@ class M3Output:
         return value
 
 
-def _load_head(model_dir: str, name: str, hidden: int, out: int | None,
-               device: torch.device, dtype: torch.dtype) -> torch.nn.Linear:
-    path = os.path.join(model_dir, HEAD_FILES[name])
-    if not os.path.isfile(path):
-        msg = (f"BGE-M3 {name} output needs {HEAD_FILES[name]!r} in {model_dir!r}, and it is "
-               f"missing. Download the full model (it ships colbert_linear.pt and "
-               f"sparse_linear.pt) or request only the outputs you have ({name}=False).")
-        raise FileNotFoundError(msg)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
-        msg = (f"{path!r} is not a plain tensor state dict (it may hold executable pickle data "
-               "or be damaged); it was not loaded. Replace it with the file from the model's "
-               f"official repository. ({type(exc).__name__})")
-        raise ValueError(msg) from None
-    weight = state.get("weight") if isinstance(state, Mapping) else None
-    if weight is None or weight.ndim != 2 or weight.shape[1] != hidden or (
-            out is not None and weight.shape[0] != out):
-        shape = tuple(weight.shape) if weight is not None else None
-        msg = (f"{path!r} does not hold a Linear({hidden}, {out or 'dim'}) state dict "
-               f"(weight shape {shape}).")
-        raise ValueError(msg)
-    layer = torch.nn.Linear(hidden, weight.shape[0], bias="bias" in state)
-    layer.load_state_dict(state)
-    return layer.to(device=device, dtype=dtype).eval()
-
-
 class BGEM3Embedder(EncoderBase):
     """BGE-M3's three representations from one forward pass, and their scores.
 
     Only the requested heads run. Sparse: ``relu(sparse_linear(h))`` per token, special tokens
     dropped, max over repeats. ColBERT: ``colbert_linear(h[:, 1:])``, L2-normalized, one vector
-    per token after CLS. Heads load from ``colbert_linear.pt`` / ``sparse_linear.pt`` with
-    ``weights_only=True``; a missing file is an error, never random weights.
+    per token after CLS. A checkpoint with neither ``colbert_linear.pt`` nor
+    ``sparse_linear.pt`` is not BGE-M3 and is refused at construction. Each head loads when
+    first requested, one copy per device (:mod:`.m3_heads`: shapes checked against the
+    backbone before anything is built); a missing or damaged file is an error, never random
+    weights.
 
     Example:
         >>> m3 = BGEM3Embedder("BAAI/bge-m3")  # doctest: +SKIP
@@ -128,6 +102,11 @@ class BGEM3Embedder(EncoderBase):
                          show_progress=show_progress, trust_remote_code=trust_remote_code,
                          max_texts_per_call=max_texts_per_call,
                          max_tokens_per_call=max_tokens_per_call, num_workers=num_workers)
+        if not any(os.path.isfile(os.path.join(self._loaded.path, f))
+                   for f in HEAD_FILES.values()):
+            raise FileNotFoundError(missing_heads_message(self._loaded.path, list(HEAD_FILES)))
+        check_vocabulary(self._loaded.path, len(self._loaded.tokenizer),
+                         read_config(self._loaded.path).get("vocab_size"))
         tok = self._loaded.tokenizer
         self._unused_ids = frozenset(
             int(i) for i in (tok.cls_token_id, tok.eos_token_id, tok.pad_token_id,
@@ -138,12 +117,14 @@ class BGEM3Embedder(EncoderBase):
         """Size of the token id space of sparse vectors."""
         return len(self._loaded.tokenizer)
 
-    def _head(self, name: str, loaded: LoadedModel | None = None) -> torch.nn.Linear:
-        loaded = loaded or self._loaded
-        hidden = loaded.hidden_size
-        return loaded.extra(f"m3:{name}", lambda: _load_head(
-            loaded.path, name, hidden, 1 if name == "sparse" else None, loaded.device,
-            TORCH_DTYPES[loaded.dtype]))
+    def _device_heads(self, name: str) -> dict[torch.device, torch.nn.Linear]:
+        """The ``name`` head on every device this embedder runs on, keyed by the device its
+        weights live on: a batch's device finds its own copy. Each model loads it once (and
+        checks it: :mod:`.m3_heads`), shared by every embedder on that model."""
+        heads = [loaded.extra(f"m3:{name}", lambda loaded=loaded: load_head(
+            loaded.path, name, loaded.hidden_size, loaded.device, TORCH_DTYPES[loaded.dtype]))
+                 for loaded in (self._loaded, *self._engine.replicas)]
+        return {head.weight.device: head for head in heads}
 
     # -- encoding ----------------------------------------------------------------------------
     def encode_queries(self, queries: Sequence[str], *, dense: bool = True, sparse: bool = True,
@@ -160,8 +141,7 @@ class BGEM3Embedder(EncoderBase):
     def encode(self, texts: Sequence[str], *, dense: bool = True, sparse: bool = True,
                colbert: bool = False, max_length: int | None = None) -> M3Output:
         """Encode texts up to ``max_length`` (default ``passage_max_length``) tokens."""
-        limit = self.passage_max_length if max_length is None else max_length
-        return self._encode(texts, "texts", limit, dense, sparse, colbert)
+        return self._encode(texts, "texts", self._max_length(max_length), dense, sparse, colbert)
 
     def _encode(self, texts: Sequence[str], name: str, max_length: int, dense: bool,
                 sparse: bool, colbert: bool) -> M3Output:
@@ -169,10 +149,9 @@ class BGEM3Embedder(EncoderBase):
         if not (dense or sparse or colbert):
             msg = "request at least one output: dense=True, sparse=True or colbert=True."
             raise ValueError(msg)
-        if sparse:  # a missing or damaged head file fails before any work
-            self._head("sparse")
-        if colbert:
-            self._head("colbert")
+        # a missing or damaged head file fails here, before any work
+        sparse_heads = self._device_heads("sparse") if sparse else {}
+        colbert_heads = self._device_heads("colbert") if colbert else {}
         if not texts:
             return M3Output(
                 dense=np.zeros((0, self.dim), np.float32) if dense else None,
@@ -180,10 +159,8 @@ class BGEM3Embedder(EncoderBase):
 
         def head(hidden: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
                  ) -> list[tuple]:
-            loaded = self._engine.replica_on(hidden.device)  # heads of the batch's device
-            return self._heads(hidden, ids, mask, dense,
-                               self._head("sparse", loaded) if sparse else None,
-                               self._head("colbert", loaded) if colbert else None)
+            return self._heads(hidden, ids, mask, dense, sparse_heads.get(hidden.device),
+                               colbert_heads.get(hidden.device))
 
         rows = self._engine.run(self._tokenize(texts, max_length), head,
                                 first_token_only=not (sparse or colbert))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .truncate import token_ids
+
 __all__ = [
     "ICL_EXAMPLE_FORMAT",
     "ICL_SUFFIX",
@@ -70,8 +72,7 @@ def icl_query_token_ids(tokenizer: Any, bodies: Sequence[str], prefix: str,
         msg = f"query_max_length={max_length} leaves no room for the ICL query body."
         raise ValueError(msg)
     full_budget = (prefix_len + suffix_len + max_length + 8) // 8 * 8 + 8
-    body_ids = tokenizer(list(bodies), truncation=True, max_length=body_budget,
-                         add_special_tokens=False)["input_ids"]
+    body_ids = token_ids(tokenizer, bodies, body_budget, add_special_tokens=False)
     decoded = tokenizer.batch_decode(body_ids)
     texts = [prefix + body + ICL_SUFFIX for body in decoded]
     return tokenizer(texts, truncation=True, max_length=full_budget)["input_ids"]

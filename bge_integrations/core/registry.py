@@ -8,12 +8,17 @@ embedder always win over the table.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from enum import Enum
 
+from .resolve import UnknownModelError
+
 __all__ = [
+    "DEFAULT_MODEL",
     "Family",
     "Pooling",
     "ModelSpec",
@@ -22,6 +27,8 @@ __all__ = [
     "find_spec",
     "list_models",
     "resolve_spec",
+    "close_names",
+    "did_you_mean",
 ]
 
 
@@ -41,6 +48,9 @@ class Pooling(str, Enum):
     MEAN = "mean"
     LAST_TOKEN = "last_token"
 
+
+#: the model an embedder loads when none is named
+DEFAULT_MODEL = "BAAI/bge-small-en-v1.5"
 
 EN_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 ZH_INSTRUCTION = "为这个句子生成表示以用于检索相关文章："
@@ -63,7 +73,9 @@ class ModelSpec:
         passage_prefix: text put before every passage (E5 models need ``"passage: "``).
         trust_remote_code: whether the checkpoint ships custom modelling code.
         dim: output dimension, when known without loading.
-        max_length: the model's context length used as the default max length.
+        max_length: the default token limit (FlagEmbedding's 512 for most rows); ``None``: the
+            checkpoint's own (``sentence_bert_config.json`` ``max_seq_length``, else the
+            tokenizer's ``model_max_length``), read at load time.
 
     Example:
         >>> ModelSpec("me/my-model", family="encoder", pooling="mean").pooling
@@ -78,7 +90,7 @@ class ModelSpec:
     passage_prefix: str | None = None
     trust_remote_code: bool = False
     dim: int | None = None
-    max_length: int = 512
+    max_length: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -97,7 +109,7 @@ class ModelSpec:
         if self.dim is not None and self.dim <= 0:
             msg = f"dim must be positive, got {self.dim}."
             raise ValueError(msg)
-        if self.max_length <= 0:
+        if self.max_length is not None and self.max_length <= 0:
             msg = f"max_length must be positive, got {self.max_length}."
             raise ValueError(msg)
         if self.family in (Family.DECODER, Family.ICL) and self.pooling is not Pooling.LAST_TOKEN:
@@ -127,6 +139,7 @@ def _bge_v1(size: str, lang: str, dim: int, v15: bool) -> ModelSpec:
         pooling=Pooling.CLS,
         query_instruction=EN_INSTRUCTION if lang == "en" else ZH_INSTRUCTION,
         dim=dim,
+        max_length=512,
     )
 
 
@@ -140,12 +153,13 @@ def _llm(name: str, dim: int, fmt: str = INSTRUCT_QUERY_FORMAT, remote: bool = F
         query_instruction_format=fmt,
         trust_remote_code=remote,
         dim=dim,
+        max_length=512,
     )
 
 
 def _e5(name: str, dim: int) -> ModelSpec:
     return ModelSpec(name, pooling=Pooling.MEAN, query_instruction="query: ",
-                     passage_prefix="passage: ", dim=dim)
+                     passage_prefix="passage: ", dim=dim, max_length=512)
 
 
 _BGE_DIMS = {("small", "en"): 384, ("base", "en"): 768, ("large", "en"): 1024,
@@ -165,6 +179,7 @@ _BUILTIN: list[ModelSpec] = [
         query_instruction=ICL_TASK,
         query_instruction_format=TAGGED_FORMAT,
         dim=4096,
+        max_length=512,
     ),
     _llm("BAAI/bge-multilingual-gemma2", 3584, fmt=TAGGED_FORMAT, task=ICL_TASK),
     _llm("BAAI/bge-code-v1", 1536, fmt=TAGGED_FORMAT, remote=True,
@@ -183,6 +198,7 @@ _BUILTIN: list[ModelSpec] = [
         query_instruction=WEB_SEARCH_TASK,
         query_instruction_format=INSTRUCT_QUERY_FORMAT,
         dim=1024,
+        max_length=512,
     ),
     _e5("intfloat/multilingual-e5-large", 1024),
     _e5("intfloat/multilingual-e5-base", 768),
@@ -197,16 +213,16 @@ _BUILTIN: list[ModelSpec] = [
               max_length=8192),
     ModelSpec("Alibaba-NLP/gte-large-en-v1.5", trust_remote_code=True, dim=1024, max_length=8192),
     ModelSpec("Alibaba-NLP/gte-base-en-v1.5", trust_remote_code=True, dim=768, max_length=8192),
-    ModelSpec("thenlper/gte-large", pooling=Pooling.MEAN, dim=1024),
-    ModelSpec("thenlper/gte-base", pooling=Pooling.MEAN, dim=768),
-    ModelSpec("thenlper/gte-small", pooling=Pooling.MEAN, dim=384),
-    ModelSpec("thenlper/gte-large-zh", dim=1024),
-    ModelSpec("thenlper/gte-base-zh", dim=768),
-    ModelSpec("thenlper/gte-small-zh", dim=512),
+    ModelSpec("thenlper/gte-large", pooling=Pooling.MEAN, dim=1024, max_length=512),
+    ModelSpec("thenlper/gte-base", pooling=Pooling.MEAN, dim=768, max_length=512),
+    ModelSpec("thenlper/gte-small", pooling=Pooling.MEAN, dim=384, max_length=512),
+    ModelSpec("thenlper/gte-large-zh", dim=1024, max_length=512),
+    ModelSpec("thenlper/gte-base-zh", dim=768, max_length=512),
+    ModelSpec("thenlper/gte-small-zh", dim=512, max_length=512),
     _llm("Salesforce/SFR-Embedding-2_R", 4096),
     _llm("Salesforce/SFR-Embedding-Mistral", 4096),
     _llm("Linq-AI-Research/Linq-Embed-Mistral", 4096),
-    ModelSpec("maidalun1020/bce-embedding-base_v1", dim=768),
+    ModelSpec("maidalun1020/bce-embedding-base_v1", dim=768, max_length=512),
     ModelSpec("sentence-transformers/all-MiniLM-L6-v2", pooling=Pooling.MEAN, dim=384,
               max_length=256),
 ]
@@ -256,7 +272,10 @@ for _spec in _BUILTIN:
 
 
 def find_spec(name_or_path: str) -> ModelSpec | None:
-    """Look a model up by hub id, then by the basename of a path; ``None`` when unknown."""
+    """Look a model up by hub id, then by the basename of a path; ``None`` when unknown.
+
+    Surrounding whitespace and case are ignored.
+    """
     with _LOCK:
         spec = _REGISTRY.get(_key(name_or_path))
         if spec is not None:
@@ -268,17 +287,96 @@ def find_spec(name_or_path: str) -> ModelSpec | None:
     return None
 
 
+def close_names(name_or_path: str, n: int = 3) -> list[str]:
+    """Registered names that look like ``name_or_path`` (a typo, a renamed folder), best first:
+    those about as close as the closest one (a typo of one letter names its one model).
+
+    Example:
+        >>> close_names("BAAI/bge-smal-en-v1.5")
+        ['BAAI/bge-small-en-v1.5']
+    """
+    with _LOCK:
+        names = [spec.name for spec in _REGISTRY.values()]
+    key = _key(name_or_path)
+    scored: dict[str, float] = {}
+    for name in names:
+        candidates = [(key, name.lower())]
+        if "/" in key or "/" not in name:
+            candidates.append((_basename(name_or_path), _basename(name)))
+        else:
+            candidates.append((key, _basename(name)))
+        score = max(difflib.SequenceMatcher(None, a, b).ratio() for a, b in candidates)
+        if score >= 0.75:
+            scored[name] = score
+    if not scored:
+        return []
+    best = max(scored.values())
+    ranked = sorted(scored, key=lambda name: -scored[name])
+    return [name for name in ranked if scored[name] >= best - 0.03][:n]
+
+
+def did_you_mean(name_or_path: str) -> str:
+    """``" Did you mean 'A' or 'B'?"`` for the close registry names, ``""`` when none."""
+    near = close_names(name_or_path)
+    return f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+
+
 def get_spec(name_or_path: str) -> ModelSpec:
-    """Like :func:`find_spec` but raises a :class:`KeyError` that says how to fix it."""
+    """Like :func:`find_spec` but raises an :class:`UnknownModelError` that says how to fix it
+    (with the close registry names: "Did you mean 'BAAI/bge-small-en-v1.5'?").
+    """
     spec = find_spec(name_or_path)
     if spec is None:
-        msg = (
-            f"Unknown model {name_or_path!r}: it is not in the registry. Pass pooling= "
-            "('cls', 'mean' or 'last_token') and, for retrieval queries, query_instruction=, "
-            "or call register_model(ModelSpec(...)). See `bge-integrations models` for the list."
-        )
-        raise KeyError(msg)
+        msg = (f"Unknown model {name_or_path!r}: it is not in the registry."
+               f"{did_you_mean(name_or_path)} For a model that is not registered, pass "
+               "pooling= ('cls', 'mean' or 'last_token') and, for retrieval queries, "
+               "query_instruction=, or call register_model(ModelSpec(...)). See "
+               "`bge-integrations models` for the list.")
+        raise UnknownModelError(msg)
     return spec
+
+
+def _local_copy_spec(path: str, given: dict[str, object]) -> ModelSpec | None:
+    """The registry row a local folder whose name is not registered records (see
+    :func:`.checkpoint.recorded_name`); when none, tell the user what was not applied.
+    """
+    from .checkpoint import recorded_name
+
+    recorded = recorded_name(path)  # also: no config.json -> ModelNotFoundError
+    spec = find_spec(recorded) if recorded else None
+    if spec is not None:
+        return spec
+    near = close_names(path)
+    copy_hint = (f" If it is a copy of {near[0]!r}, use its settings: register_model("
+                 f"get_spec({near[0]!r}).replace(name={path!r})), or pass them as keywords."
+                 if near else "")
+    if "pooling" not in given:
+        msg = (f"{path!r} is not a registered model: neither its folder name nor its "
+               "config.json names a registry entry, so no registry settings (pooling, query "
+               "instruction) can apply. Pass pooling= ('cls', 'mean' or 'last_token') and, for "
+               "retrieval queries, query_instruction=." + copy_hint +
+               " See `bge-integrations models` for the list.")
+        raise UnknownModelError(msg)
+    lost = _lost_settings(find_spec(near[0]), given) if near else []
+    if lost:
+        msg = (f"{path!r} is not a registered model (its name resembles {near[0]!r}), so "
+               f"only the settings you passed apply: {'; '.join(lost)}." + copy_hint)
+        warnings.warn(msg, UserWarning, stacklevel=4)
+    return None
+
+
+def _lost_settings(spec: ModelSpec | None, given: dict[str, object]) -> list[str]:
+    """What ``spec`` would set that the keywords ``given`` leave out or set differently."""
+    if spec is None:
+        return []
+    lost = []
+    if spec.query_instruction and "query_instruction" not in given:
+        lost.append(f"queries get no instruction ({spec.name} uses "
+                    f"{spec.query_instruction!r})")
+    if Pooling(given["pooling"]) is not spec.pooling:
+        lost.append(f"pooling is {Pooling(given['pooling']).value!r} ({spec.name} uses "
+                    f"{spec.pooling.value!r})")
+    return lost
 
 
 def list_models() -> list[ModelSpec]:
@@ -292,14 +390,24 @@ def resolve_spec(name_or_path: str | os.PathLike[str], **overrides: object) -> M
 
     Overrides whose value is ``None`` are ignored, except ``query_instruction`` which may be
     set to ``""`` to switch the instruction off. A model not in the registry needs ``pooling``.
+    A local folder whose name is not registered is recognised by the hub id it records
+    (:func:`.checkpoint.recorded_name`); otherwise the registry's settings cannot apply, and
+    that is said: an error without ``pooling``, a warning when the folder's name resembles a
+    registered model and no ``query_instruction`` is given.
+
+    Raises:
+        UnknownModelError: not registered and no ``pooling`` (names close registry entries).
+        ModelNotFoundError: a local folder without ``config.json``.
     """
     name_or_path = os.fspath(name_or_path)
     given = {k: v for k, v in overrides.items() if v is not None}
     spec = find_spec(name_or_path)
+    if spec is None and os.path.isdir(os.path.expanduser(name_or_path)):
+        spec = _local_copy_spec(name_or_path, given)
     if spec is None:
         if "pooling" not in given:
-            get_spec(name_or_path)  # raises the explanatory KeyError
-        spec = ModelSpec(name_or_path, **given)  # type: ignore[arg-type]
+            get_spec(name_or_path)  # raises the explanatory UnknownModelError
+        spec = ModelSpec(name_or_path.strip(), **given)  # type: ignore[arg-type]
     elif given:
         spec = spec.replace(**given)
     if spec.query_instruction == "":

