@@ -156,7 +156,20 @@ def build_tiny_model(kind: str, path: str | Path, *, hidden_size: int = 32, laye
     model.eval()
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    _portable_tokenizer(out)
     return out
+
+
+def _portable_tokenizer(out: Path) -> None:
+    """transformers 5 names the tokenizer class ``TokenizersBackend``, which 4.x lacks; both
+    load the same tokenizer.json as ``PreTrainedTokenizerFast`` (so FlagEmbedding's venv can)."""
+    import json
+
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("tokenizer_class") == "TokenizersBackend":
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        cfg_path.write_text(json.dumps(cfg, indent=2))
 
 
 # -- rerankers ---------------------------------------------------------------------------------
@@ -308,4 +321,17 @@ def build_tiny_reranker(kind: str, path: str | Path, *, hidden_size: int = 32, l
         module = LightweightGemma2Reranker(SimpleNamespace(**config))
         _save_native(module, config, out, noise=0.1, norm_base=0.0)
     tokenizer.save_pretrained(out)
+    _portable_tokenizer(out)
     return out
+
+
+def _portable_tokenizer(out: Path) -> None:
+    """transformers 5 names the tokenizer class ``TokenizersBackend``, which 4.x lacks; both
+    load the same tokenizer.json as ``PreTrainedTokenizerFast`` (so FlagEmbedding's venv can)."""
+    import json
+
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    if cfg.get("tokenizer_class") == "TokenizersBackend":
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        cfg_path.write_text(json.dumps(cfg, indent=2))
