@@ -185,7 +185,7 @@ def get_reranker(name_or_path: str | os.PathLike[str], kind: str | None = None) 
         if kind is None:
             valid = ", ".join(repr(k.value) for k in RerankerKind)
             msg = (f"Unknown reranker {name!r}: it is not in the reranker registry. Pass "
-                   f"kind= ({valid}) to BGEReranker, or call "
+                   f"kind= ({valid}) to BGEReranker (--kind on the command line), or call "
                    "register_reranker(RerankerSpec(name, kind=...)). See `bge-integrations "
                    "models` for the list.")
             raise KeyError(msg)
