@@ -145,6 +145,13 @@ class BGEReranker:
         return self._spec.kind
 
     @property
+    def score_layers(self) -> list[int] | None:
+        """Layers with a score head (layerwise / lightweight; ``None`` for other kinds)."""
+        if self.kind in (RerankerKind.LAYERWISE, RerankerKind.LIGHTWEIGHT):
+            return list(self._loaded.model.valid_layers)
+        return None
+
+    @property
     def device(self) -> torch.device:
         return self._loaded.device
 
