@@ -95,6 +95,9 @@ def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(stand_in_hub_cache))
     monkeypatch.setenv("BGE_INTEGRATIONS_CACHE", str(tiny_cache))
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # docs may register
+    from bge_integrations.core import rerank_registry
+
+    monkeypatch.setattr(rerank_registry, "_REGISTRY", dict(rerank_registry._REGISTRY))
     try:  # docs may set the global LlamaIndex Settings: put them back after the test
         from llama_index.core import Settings as llama_settings
     except ImportError:
