@@ -201,3 +201,65 @@ def test_lightweight_equals_an_independent_gemma2_recomputation(
     want = lightweight_reference(tiny_lightweight_reranker, PAIRS, cutoff, ratio, compress_at,
                                  max_length=40)
     np.testing.assert_allclose(got.reshape(len(cutoff), -1), want, atol=1e-5)
+
+
+# -- layerwise: an independent MiniCPM recomputation (runs without FlagEmbedding's venv) -------
+def layerwise_reference(path: str, pairs: list[tuple[str, str]], cutoff: list[int],
+                        max_length: int = 512) -> np.ndarray:
+    """One pair at a time, MiniCPM's layer math written out with plain tensor operations."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    prompt = ("Given a query A and a passage B, determine whether the passage contains an "
+              "answer to the query by providing a prediction of either 'Yes' or 'No'.")
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    cfg = json.loads((Path(path) / "config.json").read_text())
+    w = load_file(str(Path(path) / "model.safetensors"))
+    heads, dim = cfg["num_attention_heads"], cfg["hidden_size"] // cfg["num_attention_heads"]
+    scale = cfg["scale_depth"] / cfg["num_hidden_layers"] ** 0.5
+
+    def norm(x: torch.Tensor, name: str) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + cfg["rms_norm_eps"]) * w[name]
+
+    def rope(x: torch.Tensor) -> torch.Tensor:  # (heads, seq, dim)
+        inv = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, dim, 2).float() / dim))
+        ang = torch.arange(x.shape[1]).float()[:, None] * inv
+        cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
+        rot = torch.cat([-x[..., dim // 2:], x[..., :dim // 2]], -1)
+        return x * cos + rot * sin
+
+    out = np.zeros((len(cutoff), len(pairs)))
+    for col, (q, p) in enumerate(pairs):
+        ids, _, _ = _pair_ids(tok, q, p, max_length, prompt)
+        h = w["model.embed_tokens.weight"][ids] * cfg["scale_emb"]
+        seq = h.shape[0]
+        causal = torch.full((seq, seq), float("-inf")).triu(1)
+        for idx in range(max(cutoff) + 1):
+            if idx in cutoff:
+                state = norm(h[-1], "model.norm.weight")
+                head = w[f"lm_head.{idx - cfg['start_layer']}.linear_head.weight"]
+                out[sorted(cutoff).index(idx), col] = float(head @ state)
+            if idx == max(cutoff):
+                break
+            pre = f"model.layers.{idx}."
+            x = norm(h, pre + "input_layernorm.weight")
+            qh, kh, vh = (
+                (x @ w[pre + f"self_attn.{n}_proj.weight"].T).view(seq, heads, dim).transpose(0, 1)
+                for n in ("q", "k", "v"))
+            att = torch.softmax(rope(qh) @ rope(kh).transpose(1, 2) / dim ** 0.5 + causal, -1)
+            ctx = (att @ vh).transpose(0, 1).reshape(seq, heads * dim)
+            h = h + (ctx @ w[pre + "self_attn.o_proj.weight"].T) * scale
+            x = norm(h, pre + "post_attention_layernorm.weight")
+            gate = torch.nn.functional.silu(x @ w[pre + "mlp.gate_proj.weight"].T)
+            mlp = (gate * (x @ w[pre + "mlp.up_proj.weight"].T)) @ w[pre + "mlp.down_proj.weight"].T
+            h = h + mlp * scale
+    return out
+
+
+@pytest.mark.parametrize("cutoff", [[4], [2, 3]])
+def test_layerwise_equals_an_independent_minicpm_recomputation(tiny_layerwise_reranker: str,
+                                                               cutoff: list[int]) -> None:
+    rr = BGEReranker(tiny_layerwise_reranker, device="cpu", max_length=40)
+    got = rr.compute_score(PAIRS, cutoff_layers=cutoff).reshape(len(cutoff), -1)
+    want = layerwise_reference(tiny_layerwise_reranker, PAIRS, cutoff, max_length=40)
+    np.testing.assert_allclose(got, want, atol=1e-5)

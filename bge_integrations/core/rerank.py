@@ -297,7 +297,7 @@ class BGEReranker:
         if template.types is None:
             return rows, _encoder_call
         types = [template.token_types(len(q), len(p)) for q, p in zip(q_ids, cut)]
-        left = self._engine._left_pad
+        left = getattr(tok, "padding_side", "right") == "left"
 
         def typed(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor,
                   pos: np.ndarray) -> torch.Tensor:
