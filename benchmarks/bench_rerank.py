@@ -44,6 +44,8 @@ from common import REPO, flag_python, git_rev, machine_description, peak_rss_mib
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+DOCS = REPO / "docs" / "rerank.md"
+MARKER = "rerank-bench"
 OURS, OURS_INT8, FLAG, ST = ("bge_integrations", "bge_integrations int8", "FlagEmbedding 1.4.2",
                              "sentence-transformers")
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
@@ -154,18 +156,20 @@ def run_contender(name: str, job: dict, work: Path, flag_py: Path) -> dict:
 
 
 def table(kind: str, n_pairs: int, results: dict[str, dict]) -> str:
+    """One Markdown table: pairs/s, rounds, peak RSS, score difference and speed ratios."""
     ref = results[FLAG]["scores"]
-    ours = min(results[OURS]["seconds"])
+    ours, flag = min(results[OURS]["seconds"]), min(results[FLAG]["seconds"])
     lines = [f"**{kind}** — {n_pairs} pairs", "",
              "| contender | pairs/s | each round's s | peak RSS MiB | max abs diff vs Flag | "
-             "bge_integrations speed-up |", "|---|---:|---:|---:|---:|---:|"]
+             "x FlagEmbedding's pairs/s | bge_integrations float32 speed-up |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
         best = min(r["seconds"])
         diff = float(np.max(np.abs(r["scores"] - ref)))
         speed = "-" if name == OURS else f"{best / ours:.2f}x"
-        lines.append(f"| {name} | {n_pairs / best:,.1f} | "
+        lines.append(f"| {name} | {n_pairs / best:,.2f} | "
                      f"{' / '.join(f'{s:.1f}' for s in r['seconds'])} | "
-                     f"{r['peak_rss_mib']:,.0f} | {diff:.1e} | {speed} |")
+                     f"{r['peak_rss_mib']:,.0f} | {diff:.1e} | {flag / best:.2f}x | {speed} |")
     return "\n".join(lines)
 
 
@@ -206,8 +210,20 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"rerank-{dt.date.today()}{'-quick' if args.quick else ''}.md"
     out.write_text(report)
+    if not args.quick:
+        write_docs("\n\n".join(tables), f"Run of {dt.date.today()} ({n} pairs per model, best "
+                   f"of {rounds}; {out.relative_to(REPO)}):")
     print(report)
     return 0
+
+
+def write_docs(tables: str, header: str) -> None:
+    """Replace the ``<!-- rerank-bench:begin/end -->`` block of docs/rerank.md."""
+    begin, end = f"<!-- {MARKER}:begin -->", f"<!-- {MARKER}:end -->"
+    text = DOCS.read_text()
+    if begin in text and end in text:
+        block = f"{begin}\n{header}\n\n{tables}\n{end}"
+        DOCS.write_text(text.split(begin)[0] + block + text.split(end, 1)[1])
 
 
 if __name__ == "__main__":
