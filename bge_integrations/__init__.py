@@ -15,14 +15,18 @@ from .core import (
     ModelNotFoundError,
     ModelSpec,
     Pooling,
+    RerankerKind,
+    RerankerSpec,
     UnknownModelError,
     get_spec,
     list_models,
+    list_rerankers,
     register_model,
+    register_reranker,
 )
 
 if TYPE_CHECKING:
-    from .core import BGEEmbedder, BGEM3Embedder, M3Output, clear_model_cache
+    from .core import BGEEmbedder, BGEM3Embedder, BGEReranker, M3Output, clear_model_cache
     from .retrieval import DenseIndex, Hit, HybridIndex
 
 __version__ = "0.1.0"
@@ -44,6 +48,11 @@ __all__ = [
     "clear_model_cache",
     "ModelNotFoundError",
     "UnknownModelError",
+    "BGEReranker",
+    "RerankerSpec",
+    "RerankerKind",
+    "register_reranker",
+    "list_rerankers",
     "__version__",
 ]
 
@@ -53,6 +62,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "BGEM3Embedder": "core",
     "M3Output": "core",
     "clear_model_cache": "core",
+    "BGEReranker": "core",
     "HybridIndex": "retrieval",
     "DenseIndex": "retrieval",
     "Hit": "retrieval",

@@ -16,12 +16,14 @@ from .registry import (
     list_models,
     register_model,
 )
+from .rerank_registry import RerankerKind, RerankerSpec, list_rerankers, register_reranker
 from .resolve import ModelNotFoundError, UnknownModelError
 
 if TYPE_CHECKING:
     from .embedder import BGEEmbedder
     from .loading import clear_model_cache
     from .m3 import BGEM3Embedder, M3Output
+    from .rerank import BGEReranker
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -37,6 +39,11 @@ __all__ = [
     "clear_model_cache",
     "ModelNotFoundError",
     "UnknownModelError",
+    "BGEReranker",
+    "RerankerSpec",
+    "RerankerKind",
+    "register_reranker",
+    "list_rerankers",
 ]
 
 # public name -> submodule defining it (imported on first use: it imports torch)
@@ -45,4 +52,5 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "BGEM3Embedder": "m3",
     "M3Output": "m3",
     "clear_model_cache": "loading",
+    "BGEReranker": "rerank",
 }, __all__)
