@@ -31,7 +31,7 @@ from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - sh
 
 from bge_integrations import BGEM3Embedder, Hit, HybridIndex
 from bge_integrations.retrieval import IndexFileError, ModelMismatchError
-from bge_integrations.retrieval.persistence import MANIFEST
+from bge_integrations.retrieval.persistence import LOCK_FILE, MANIFEST
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL")
 
@@ -266,12 +266,13 @@ def count_fs_calls(server: ForkServer, tmp: Path, start: int) -> int:
 
 
 def debris(directory: Path) -> list[str]:
-    """Entries that are neither the manifest nor the generation it names."""
+    """Entries that are neither the manifest, the lock file, nor the generation it names."""
     if not directory.exists():
         return []
     manifest = directory / MANIFEST
     current = json.loads(manifest.read_text())["generation"] if manifest.exists() else None
-    return sorted(p.name for p in directory.iterdir() if p.name not in (MANIFEST, current))
+    return sorted(p.name for p in directory.iterdir()
+                  if p.name not in (MANIFEST, LOCK_FILE, current))
 
 
 @pytest.mark.parametrize("first_save", [True, False], ids=["first-save", "later-save"])

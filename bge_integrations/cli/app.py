@@ -29,7 +29,7 @@ from ..core.hardware import DTYPES
 from ..core.registry import Pooling
 from ..core.resolve import ModelNotFoundError
 from ..offline import go_offline_if_unreachable, looks_local, tiny_kind_for, tiny_model
-from ..retrieval import HybridIndex
+from ..retrieval import RetrievalMode
 from .demo import DEMO_QUERIES, print_hits, run_demo
 from .indexes import new_index, open_index, save_index
 from .model_table import models_markdown, models_table
@@ -211,7 +211,7 @@ def _cmd_index_query(args: argparse.Namespace) -> int:
     _offline_if_hub_down()  # the index may name a hub id
     index = open_index(args.index, model=args.model, **_core_options(args))
     search_options = {"k": args.k, "filter": _combine_filters(args.filter)}
-    if isinstance(index, HybridIndex):
+    if index.modes != (RetrievalMode.DENSE,):
         search_options.update(
             {flag[2:]: value for flag, value in hybrid_only.items() if value is not None})
     else:

@@ -243,6 +243,19 @@ def _save_locked(root: Path, fmt: str, write_files: Callable[[Path], dict[str, A
         _record_pending(lock_fd, generation)
         retired = _retired(root, previous)
         _write_generation(root, fmt, generation, retired, write_files)
+        _tidy(root, lock_fd, retired)
+    finally:
+        os.close(lock_fd)
+
+
+def _tidy(root: Path, lock_fd: int, retired: list[dict[str, Any]]) -> None:
+    """After the manifest switch: make it durable and remove retired generations, at best.
+
+    The save has happened by now, so an ``OSError`` here is not reported: what was not
+    removed stays listed in the manifest's ``retired`` history for the next save.
+    """
+    try:
+        _fsync(root)
         _record_pending(lock_fd, None)
         if _flock(lock_fd, "ex", blocking=False):  # no reader is between manifest and files
             try:
@@ -250,8 +263,8 @@ def _save_locked(root: Path, fmt: str, write_files: Callable[[Path], dict[str, A
                     _remove_generation(root / entry["generation"], entry["files"])
             finally:
                 _flock(lock_fd, "un")
-    finally:
-        os.close(lock_fd)
+    except OSError:
+        pass
 
 
 def _retired(root: Path, previous: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -298,12 +311,19 @@ def _write_generation(root: Path, fmt: str, generation: str, retired: list[dict[
             f.flush()
             os.fsync(f.fileno())
         os.replace(staged, root / MANIFEST)
-        _fsync(root)
     except BaseException:
-        for folder in (tmp, final):
-            _remove_generation(folder, FILES.values())
-        staged.unlink(missing_ok=True)
+        if _current_generation(root) != generation:  # interrupted before the switch: undo
+            for folder in (tmp, final):
+                _remove_generation(folder, FILES.values())
+            staged.unlink(missing_ok=True)
         raise
+
+
+def _current_generation(root: Path) -> str | None:
+    try:
+        return _read_manifest(root / MANIFEST).get("generation")
+    except (OSError, IndexFileError):
+        return None
 
 
 def _manifest_checksum(manifest: dict[str, Any]) -> str:
@@ -350,9 +370,6 @@ def _no_constant(name: str) -> None:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    if path.is_symlink():
-        msg = f"{str(path)!r} is a symlink; an index manifest must be a plain file."
-        raise IndexFileError(msg)
     manifest = load_json(path, MAX_MANIFEST_BYTES)
     if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS.values():
         known = " or ".join(repr(f) for f in FORMATS.values())
@@ -434,9 +451,6 @@ def _checked_manifest(root: Path, fmt: str, kind: str, verify: bool
         msg = f"{str(manifest_path)!r} is corrupted: bad 'generation' or 'files' entry."
         raise IndexFileError(msg)
     folder = root / generation
-    if folder.is_symlink():
-        msg = f"{str(folder)!r} is a symlink; an index generation must be a plain folder."
-        raise IndexFileError(msg)
     for name, entry in files.items():
         if not (_FILE_NAME.fullmatch(name) and isinstance(entry, dict)
                 and type(entry.get("bytes")) is int and 0 <= entry["bytes"] <= MAX_FILE_BYTES
@@ -444,8 +458,8 @@ def _checked_manifest(root: Path, fmt: str, kind: str, verify: bool
             msg = f"{str(manifest_path)!r} is corrupted: bad file entry {name!r:.80}."
             raise IndexFileError(msg)
         path = folder / name
-        if path.is_symlink() or not path.is_file():
-            msg = f"{str(path)!r} is missing (or not a plain file); the saved index is incomplete."
+        if not path.is_file():
+            msg = f"{str(path)!r} is missing; the saved index is incomplete."
             raise IndexFileError(msg)
         size = path.stat().st_size
         if size != entry["bytes"]:
