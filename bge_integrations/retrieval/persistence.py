@@ -347,8 +347,9 @@ def verify_manifest(manifest: dict[str, Any], directory: str | os.PathLike) -> N
 
 
 def load_json(path: Path, max_bytes: int) -> Any:
-    """Parse a JSON file of at most ``max_bytes``; :class:`IndexFileError` on any failure
-    (unreadable, too big, too deeply nested, numbers beyond bounds)."""
+    """Parse a JSON file of at most ``max_bytes``: :class:`IndexFileError` when it is too big,
+    not UTF-8 JSON, too deeply nested or holds numbers beyond bounds (an I/O error stays an
+    ``OSError``)."""
     try:
         with path.open("rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -359,7 +360,7 @@ def load_json(path: Path, max_bytes: int) -> Any:
         return json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except IndexFileError:
         raise
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         msg = f"{str(path)!r} cannot be read as JSON ({type(exc).__name__}: {exc!s:.200})."
         raise IndexFileError(msg) from None
 
