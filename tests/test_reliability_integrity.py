@@ -475,6 +475,8 @@ def _reseal(folder: Path) -> None:
         return
     generation = folder / manifest["generation"]
     for name in manifest["files"]:
+        if not (generation / name).is_file():
+            continue
         data = (generation / name).read_bytes()
         manifest["files"][name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     manifest[persistence.MANIFEST_CHECKSUM] = persistence._manifest_checksum(manifest)
@@ -543,8 +545,8 @@ CRAFTED: dict[str, Callable[[Path], None]] = {
     "count=2**70": lambda d: _edit(d, lambda m: m.update(count=2**70)),
     "deep manifest": lambda d: _manifest_text(d, '"rrf_k": 60',
                                               '"rrf_k": ' + "[" * 100_000 + "]" * 100_000),
-    "file bytes=-5": lambda d: _edit(d, lambda m: next(iter(m["files"].values())).update(
-        bytes=-5)),
+    "file bytes=-5": lambda d: _edit(d, lambda m: m["files"].update(
+        {"extra.npy": {"bytes": -5, "sha256": "0" * 64}})),
     "model dim=10**9": lambda d: _edit(d, lambda m: m["model"].update(dim=10**9)),
     "probe not a list": lambda d: _edit(d, lambda m: m["model"]["probe"].update(dense="x")),
     "format_version=1.0": lambda d: _edit(d, lambda m: m.update(format_version=1.0)),

@@ -40,7 +40,6 @@ from .fusion import RetrievalMode, coerce_mode, top_k
 from .identity import check_dense_model, dense_fingerprint, dense_options, saved_source
 from .persistence import (
     FILES,
-    IndexFileError,
     expect_files,
     load_array,
     manifest_field,
@@ -317,9 +316,6 @@ class DenseIndex:
             count = manifest_field(manifest, "count", int, low=0, high=MAX_DOCUMENTS)
             if embedder is None:
                 source = model or saved_source(saved)
-                if source is None:
-                    msg = f"the manifest of {str(directory)!r} records no model source."
-                    raise IndexFileError(msg)
                 embedder = BGEEmbedder(source, **{**options, **embedder_options})
             index = cls(embedder)
             check_dense_model(saved, embedder)

@@ -96,15 +96,21 @@ def check_format_string(fmt: object, field: str = "query_instruction_format") ->
     return fmt
 
 
-def saved_source(saved: object) -> str | None:
-    """Where the recorded model was loaded from (its ``source``, else its ``name``), or None."""
+def saved_source(saved: object) -> str:
+    """Where the recorded model was loaded from: its ``source``, else (indexes saved before
+    sources were recorded) its ``name``.
+
+    Raises:
+        IndexFileError: the record is not an object, or the field is not a non-empty str of at
+            most 4096 characters.
+    """
     if not isinstance(saved, Mapping):
-        return None
-    for key in ("source", "name"):
-        value = saved.get(key)
-        if isinstance(value, str) and value and len(value) <= MAX_NAME:
-            return value
-    return None
+        raise _fail("model", saved, "an object")
+    key = "source" if "source" in saved else "name"
+    value = saved.get(key)
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME:
+        raise _fail(key, value, f"a non-empty str of at most {MAX_NAME} characters")
+    return value
 
 
 def _probe(m3: Any, colbert: bool) -> dict[str, Any]:

@@ -51,7 +51,6 @@ from .contract import (
     single_query,
     validate_ids,
 )
-from .errors import IndexFileError
 from .filters import FilterNode, filter_mask
 from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
 from .identity import check_model, model_fingerprint, saved_source
@@ -518,10 +517,6 @@ class HybridIndex:
             count = manifest_field(manifest, "count", int, low=0, high=MAX_DOCUMENTS)
             if m3 is None:
                 source = model or saved_source(manifest.get("model"))
-                if source is None:
-                    msg = (f"the manifest of {str(directory)!r} records no model; pass the "
-                           "embedder or model=... to load it.")
-                    raise IndexFileError(msg)
                 from ..core.m3 import BGEM3Embedder
 
                 m3 = BGEM3Embedder(source, **embedder_options)

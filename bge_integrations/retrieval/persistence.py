@@ -490,8 +490,8 @@ def manifest_field(manifest: dict[str, Any], path: str, kind: type | tuple[type,
     kinds = kind if isinstance(kind, tuple) else (kind,)
     ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
     if ok and isinstance(value, int | float) and not isinstance(value, bool):
-        ok = math.isfinite(value) and (low is None or value >= low) and (
-            high is None or value <= high)
+        ok = (isinstance(value, int) or math.isfinite(value)) and (
+            low is None or value >= low) and (high is None or value <= high)
     if ok and choices is not None:
         ok = value in choices
     if not ok:
