@@ -380,8 +380,8 @@ def test_ids_are_never_paths(m3x: BGEM3Embedder, tmp_path: Path) -> None:
     idx.add(CORPUS[: len(ids)], ids=ids)
     idx.save(tmp_path / "ix")
     files = {p.name for p in (tmp_path / "ix").rglob("*") if p.is_file()}
-    assert files == {"manifest.json", ".bge-index.lock", "docs.json", "dense.npy", "sparse_indptr.npy",
-                     "sparse_indices.npy", "sparse_values.npy"}
+    assert files == {"manifest.json", ".bge-index.lock", "docs.json", "dense.npy",
+                     "sparse_indptr.npy", "sparse_indices.npy", "sparse_values.npy"}
     assert [r.id for r in HybridIndex.load(tmp_path / "ix", m3x).get(ids)] == ids
 
 
