@@ -252,8 +252,8 @@ def assert_same_results(got: list[list[Hit]], want: list[list[Hit]]) -> None:
     for a, b in zip(got, want, strict=True):
         assert [(h.id, h.text, h.metadata) for h in a] == [(h.id, h.text, h.metadata) for h in b]
         for x, y in zip(a, b):
-            assert x.scores == pytest.approx(y.scores, abs=1e-5)
-            assert x.score == pytest.approx(y.score, abs=1e-5)
+            assert x.scores == pytest.approx(y.scores, rel=1e-5, abs=1e-6)
+            assert x.score == pytest.approx(y.score, rel=1e-5, abs=1e-6)
 
 
 def count_fs_calls(server: ForkServer, tmp: Path, start: int) -> int:
