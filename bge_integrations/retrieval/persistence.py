@@ -117,7 +117,8 @@ def _kind(kind: str) -> str:
 
 
 def _flock(fd: int, operation: str, *, blocking: bool = True) -> bool:
-    """``flock`` (``"sh"``, ``"ex"``, ``"un"``) where the platform has it; True when held."""
+    """``flock`` (``"sh"``, ``"ex"``, ``"un"``) where the platform and file system have it;
+    False only when ``blocking=False`` and another process holds a conflicting lock."""
     try:
         import fcntl
     except ImportError:  # Windows: files in use cannot be deleted there anyway
@@ -129,6 +130,8 @@ def _flock(fd: int, operation: str, *, blocking: bool = True) -> bool:
         fcntl.flock(fd, flag)
     except BlockingIOError:
         return False
+    except OSError:  # a file system without flock (some network mounts): no lock to take
+        return True
     return True
 
 

@@ -82,9 +82,9 @@ def _equals(key: str, value: Any, models: Any) -> Any:
 
     Qdrant's match compares ints only with ints, so numbers match by a closed range, which
     covers int and float payloads alike; an int beyond 2**53 (not exact as a float) matches by
-    value.
+    value, so it finds equal ints only.
     """
-    if isinstance(value, bool | str) or abs(value) > _EXACT_FLOAT:
+    if isinstance(value, bool | str) or (isinstance(value, int) and abs(value) > _EXACT_FLOAT):
         return models.FieldCondition(key=key, match=models.MatchValue(value=value))
     return models.FieldCondition(key=key, range=models.Range(gte=value, lte=value))
 
