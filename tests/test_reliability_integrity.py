@@ -734,3 +734,33 @@ def test_random_changes_match_a_plain_dict_model(m3: BGEM3Embedder, encoded: M3O
     record_property("iterations", 600)
     record_property("held", f"600/600 steps ({counts['upsert']} upserts, {counts['delete']} "
                             f"deletes, {counts['reload']} save/load) equal to the dict model")
+
+
+def test_full_disk_while_spilling_colbert_vectors(m3: BGEM3Embedder, encoded: M3Output,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  record_property: Callable[..., None]) -> None:
+    """The temporary ColBERT file's disk fills up halfway through an add (the 2nd of 4 vector
+    writes fails with ENOSPC, after a partial write of the 1st), then space comes back."""
+    index = HybridIndex(m3)
+    index.add_embeddings(TEXTS[:3], **outputs(encoded, [0, 1, 2]), ids=["a", "b", "c"])
+    before = hybrid_snapshot(index)
+    real, calls = os.pwrite, [0]
+
+    def filling_up(fd: int, data: Any, offset: int) -> int:
+        calls[0] += 1
+        if calls[0] == 1:  # a short write, as a nearly full disk gives
+            return real(fd, bytes(data)[: len(data) // 2], offset)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(storage.os, "pwrite", filling_up)
+    with pytest.raises(OSError, match="no room for ColBERT vectors.*index is unchanged"):
+        index.add_embeddings(TEXTS[3:7], **outputs(encoded, [3, 4, 5, 6]),
+                             ids=["a", "d", "e", "f"])
+    assert hybrid_snapshot(index) == before
+    monkeypatch.undo()
+    index.add_embeddings(TEXTS[3:7], **outputs(encoded, [3, 4, 5, 6]), ids=["a", "d", "e", "f"])
+    got = hybrid_snapshot(index)
+    for doc_id, row in zip(["a", "d", "e", "f", "b", "c"], [3, 4, 5, 6, 1, 2]):
+        assert got[doc_id][4] == encoded.colbert[row].tobytes(), doc_id  # no misalignment
+    record_property("held", "OSError naming the temp file's disk; index unchanged; the next "
+                            "add's ColBERT vectors are the right ones")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["IndexFileError", "IndexNotFoundError", "ModelMismatchError"]
+import errno
+
+__all__ = ["IndexFileError", "IndexNotFoundError", "ModelMismatchError", "DISK_FULL"]
+
+#: errno values of a full disk, an exhausted quota and a file size limit
+DISK_FULL = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG)
+                      if e is not None)
 
 
 class IndexFileError(ValueError):

@@ -36,7 +36,6 @@ Both embedded indexes use this layout; the manifest's ``format`` names the kind 
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
@@ -51,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from .contract import DocBatch
-from .errors import IndexFileError, IndexNotFoundError, ModelMismatchError
+from .errors import DISK_FULL, IndexFileError, IndexNotFoundError, ModelMismatchError
 
 __all__ = ["IndexFileError", "IndexNotFoundError", "ModelMismatchError", "save_directory",
            "open_directory", "verify_manifest", "saved_kind", "expect_files", "reading",
@@ -75,9 +74,6 @@ FILES = {"docs": "docs.json", "dense": "dense.npy", "sparse_indptr": "sparse_ind
          "colbert": "colbert.npy", "colbert_offsets": "colbert_offsets.npy"}
 #: the documents (ids, texts, metadatas) of either kind
 DOCS_FILE = FILES["docs"]
-#: errno values of a full disk, an exhausted quota and a file size limit
-DISK_FULL = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG)
-                      if e is not None)
 _LOADERS = {"hybrid": "HybridIndex.load", "dense": "DenseIndex.load"}
 _GENERATION = re.compile(r"[0-9a-f]{32}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")

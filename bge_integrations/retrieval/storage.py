@@ -28,6 +28,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import scipy.sparse as sp
 
+from .errors import DISK_FULL
+
 __all__ = ["Rows", "SparseRows", "ColbertRows", "ColbertSpill", "COLBERT_DTYPES",
            "SPILL_SLACK_TOKENS", "object_rows"]
 
@@ -200,7 +202,7 @@ class ColbertSpill:
 
     def __init__(self, dim: int, dtype: np.dtype, directory: str | os.PathLike | None = None
                  ) -> None:
-        self.dim, self.dtype = dim, dtype
+        self.dim, self.dtype, self._directory = dim, dtype, directory
         self._handle = tempfile.TemporaryFile(prefix="bge-colbert-", suffix=".bin",
                                               dir=directory)
 
@@ -208,10 +210,19 @@ class ColbertSpill:
         """Write ``vectors`` one after another from token ``start``; return the tokens written."""
         row_bytes = self.dim * self.dtype.itemsize
         offset = start
-        for v in vectors:
-            block = np.ascontiguousarray(v, dtype=self.dtype)
-            _write_at(self._handle, offset * row_bytes, memoryview(block).cast("B"))
-            offset += len(block)
+        try:
+            for v in vectors:
+                block = np.ascontiguousarray(v, dtype=self.dtype)
+                _write_at(self._handle, offset * row_bytes, memoryview(block).cast("B"))
+                offset += len(block)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            where = self._directory or tempfile.gettempdir()
+            msg = (f"no room for ColBERT vectors in the temporary file under {str(where)!r}: "
+                   f"{os.strerror(exc.errno)}. The index is unchanged; free some space or "
+                   "create the index with colbert_dir= on a larger disk.")
+            raise OSError(exc.errno, msg) from exc
         return offset - start
 
     def view(self, tokens: int) -> np.ndarray:
