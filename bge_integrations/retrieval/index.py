@@ -21,9 +21,11 @@ models (the 32-d test model) errors reach 1e-3. Hence float32 by default, float1
 ``mode="hybrid"`` fuses dense and sparse only, i.e. FlagEmbedding's ``sparse+dense`` score
 ``(w_d*dense + w_s*sparse) / (w_d + w_s)`` (the ColBERT weight is ignored).
 
-Concurrency: searches run in parallel under a shared lock; ``add``/``delete`` encode and
-validate first, then change every store under the exclusive lock, so a search sees an add
-or delete completely or not at all, and a rejected call leaves the index unchanged.
+Integrity and concurrency: the stores form one immutable state (:class:`_State`). ``add``,
+``add_embeddings`` and ``delete`` (one at a time) encode and validate, build the next state
+aside (compactions included) and publish it with one assignment. An error or an interrupt at
+any point before that leaves the index exactly as it was; a search or a save reads the state
+published when it started, without waiting, and sees each change completely or not at all.
 """
 
 from __future__ import annotations
