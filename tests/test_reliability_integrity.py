@@ -168,6 +168,7 @@ HYBRID_OPS: dict[str, Callable[[HybridIndex, M3Output], Any]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compaction", ["none", "rows", "colbert-file"])
 @pytest.mark.parametrize("op", sorted(HYBRID_OPS))
 def test_interrupt_at_every_step_of_a_hybrid_change(
@@ -239,6 +240,7 @@ def _entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["hybrid", "dense"])
 def test_interrupt_or_full_disk_at_every_step_of_a_save(
         m3: BGEM3Embedder, bert_embedder: BGEEmbedder, encoded: M3Output, tmp_path: Path,
@@ -309,6 +311,7 @@ def _generation(folder: Path) -> str:
     return json.loads((folder / MANIFEST).read_text())["generation"]
 
 
+@pytest.mark.slow
 def test_real_file_size_limit_gives_a_clear_error(m3: BGEM3Embedder, encoded: M3Output,
                                                   tmp_path: Path,
                                                   record_property: Callable[..., None]) -> None:
@@ -371,6 +374,7 @@ def test_colbert_spill_file_stays_bounded_under_churn(
                             f"(bound 2 x live + {storage.SPILL_SLACK_TOKENS})")
 
 
+@pytest.mark.slow
 def test_killed_process_leaves_no_colbert_file(m3: BGEM3Embedder, tmp_path: Path,
                                                record_property: Callable[..., None]) -> None:
     """A process adds documents to a HybridIndex whose colbert_dir is an empty folder, then is
