@@ -122,7 +122,7 @@ def assert_ranking(hits: list[Hit], ids: list[str], scores: np.ndarray, k: int,
     order = [i for i in np.argsort(-scores, kind="stable") if scores[i] > 0 or not positive_only]
     want = order[:k]
     assert [h.id for h in hits] == [ids[i] for i in want]
-    np.testing.assert_allclose([h.score for h in hits], scores[want], atol=tol, rtol=0)
+    np.testing.assert_allclose([h.score for h in hits], scores[want], rtol=tol, atol=tol / 10)
 
 
 def assert_same_hits(got: list[list[Hit]], want: list[list[Hit]], tol: float = 1e-5) -> None:
@@ -130,9 +130,10 @@ def assert_same_hits(got: list[list[Hit]], want: list[list[Hit]], tol: float = 1
     assert [[(h.id, h.text, h.metadata) for h in hits] for hits in got] == [
         [(h.id, h.text, h.metadata) for h in hits] for hits in want]
     for a, b in zip(got, want, strict=True):
-        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=tol, rtol=0)
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=tol,
+                                   atol=tol / 10)
         for x, y in zip(a, b, strict=True):
-            assert x.scores == pytest.approx(y.scores, abs=tol)
+            assert x.scores == pytest.approx(y.scores, rel=tol, abs=tol / 10)
 
 
 def check_searches_see_whole_groups(idx: Any, corpus: list[str],

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "reliability.md"
 #: the reliability test files, in the order of the table
 TEST_FILES = [ROOT / "tests" / f"test_reliability_{area}.py"
-              for area in ("concurrency", "crash", "security", "limits")]
+              for area in ("concurrency", "crash", "integrity", "security", "limits")]
 _OUTCOMES = {"passed": "held", "failed": "**FAILED**", "skipped": "skipped"}
 
 

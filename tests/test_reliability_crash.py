@@ -31,7 +31,7 @@ from helpers import CORPUS, QUERIES
 
 from bge_integrations import BGEM3Embedder, Hit, HybridIndex
 from bge_integrations.retrieval import IndexFileError, ModelMismatchError
-from bge_integrations.retrieval.persistence import MANIFEST
+from bge_integrations.retrieval.persistence import LOCK_FILE, MANIFEST
 
 pytestmark = [pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL"),
               pytest.mark.usefixtures("one_torch_thread")]
@@ -253,8 +253,8 @@ def assert_same_results(got: list[list[Hit]], want: list[list[Hit]]) -> None:
     for a, b in zip(got, want, strict=True):
         assert [(h.id, h.text, h.metadata) for h in a] == [(h.id, h.text, h.metadata) for h in b]
         for x, y in zip(a, b):
-            assert x.scores == pytest.approx(y.scores, abs=1e-5)
-            assert x.score == pytest.approx(y.score, abs=1e-5)
+            assert x.scores == pytest.approx(y.scores, rel=1e-5, abs=1e-6)
+            assert x.score == pytest.approx(y.score, rel=1e-5, abs=1e-6)
 
 
 def count_fs_calls(server: ForkServer, tmp: Path, start: int) -> int:
@@ -267,12 +267,13 @@ def count_fs_calls(server: ForkServer, tmp: Path, start: int) -> int:
 
 
 def debris(directory: Path) -> list[str]:
-    """Entries that are neither the manifest nor the generation it names."""
+    """Entries that are neither the manifest, the lock file, nor the generation it names."""
     if not directory.exists():
         return []
     manifest = directory / MANIFEST
     current = json.loads(manifest.read_text())["generation"] if manifest.exists() else None
-    return sorted(p.name for p in directory.iterdir() if p.name not in (MANIFEST, current))
+    return sorted(p.name for p in directory.iterdir()
+                  if p.name not in (MANIFEST, LOCK_FILE, current))
 
 
 @pytest.mark.parametrize("first_save", [True, False], ids=["first-save", "later-save"])

@@ -37,7 +37,7 @@ from ..offline import (
     tiny_kind_for,
     tiny_model,
 )
-from ..retrieval import HybridIndex
+from ..retrieval import RetrievalMode
 from . import rerank as rerank_cli
 from .demo import DEMO_QUERIES, print_hits, run_demo
 from .indexes import new_index, open_index, save_index
@@ -253,7 +253,7 @@ def _cmd_index_query(args: argparse.Namespace) -> int:
         _offline_if_hub_down()
     index = open_index(args.index, model=args.model, **_core_options(args))
     search_options = {"k": args.k, "filter": filters}
-    if isinstance(index, HybridIndex):
+    if index.modes != (RetrievalMode.DENSE,):
         search_options.update(
             {flag[2:]: value for flag, value in hybrid_only.items() if value is not None})
     else:

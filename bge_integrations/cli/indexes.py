@@ -1,10 +1,10 @@
 """The right index for a model (HybridIndex for BGE-M3, DenseIndex otherwise), saved and reopened.
 
-``index build``, ``index query`` and the demo work on either kind through these helpers.
-A saved :class:`DenseIndex` records where its model was loaded from in its manifest. Next to a
-saved :class:`HybridIndex` :func:`save_index` writes ``model.json`` with the name or path the
-embedder was loaded from, so :func:`open_index` reloads that exact copy (a local directory,
-not only a hub id).
+``index build``, ``index query`` and the demo work on either kind through these helpers and the
+:class:`~bge_integrations.retrieval.SearchIndex` contract. Both kinds record in their manifest
+where their model was loaded from, so :func:`open_index` reloads that exact copy (a local
+directory, not only a hub id). An index saved by an earlier version with a ``model.json`` next
+to its manifest still opens: that file names the model when the manifest does not.
 
 Example:
     >>> from bge_integrations.cli.indexes import new_index, open_index, save_index
@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,15 @@ from typing import Any
 from ..core.embedder import BGEEmbedder
 from ..core.m3 import HEAD_FILES, BGEM3Embedder
 from ..core.registry import Family, find_spec
-from ..retrieval import DenseIndex, HybridIndex
-from ..retrieval.persistence import MANIFEST, saved_kind
+from ..retrieval import DenseIndex, HybridIndex, IndexFileError, SearchIndex
+from ..retrieval.persistence import MANIFEST, load_json, saved_kind
 
-__all__ = ["AnyIndex", "MODEL_FILE", "is_m3_model", "embedder_of", "new_index", "save_index",
+__all__ = ["LEGACY_MODEL_FILE", "is_m3_model", "embedder_of", "new_index", "save_index",
            "open_index"]
 
-AnyIndex = DenseIndex | HybridIndex
-#: written next to a saved HybridIndex: the name or path its embedder was loaded from
-MODEL_FILE = "model.json"
+#: written next to a saved HybridIndex by earlier versions: the name or path of its model
+LEGACY_MODEL_FILE = "model.json"
+_LOADERS = {"dense": DenseIndex.load, "hybrid": HybridIndex.load}
 
 
 def is_m3_model(model: str) -> bool:
@@ -43,13 +42,13 @@ def is_m3_model(model: str) -> bool:
     return path.is_dir() and all((path / name).is_file() for name in HEAD_FILES.values())
 
 
-def embedder_of(index: AnyIndex) -> BGEEmbedder | BGEM3Embedder:
-    """The embedder behind either kind of index."""
-    return index.m3 if isinstance(index, HybridIndex) else index.embedder
+def embedder_of(index: SearchIndex) -> Any:
+    """The embedder behind any index (its ``embedder`` property)."""
+    return index.embedder
 
 
 def new_index(model: str, *, pooling: str | None = None, trust_remote_code: bool = False,
-              **core_options: Any) -> AnyIndex:
+              **core_options: Any) -> SearchIndex:
     """An empty index for ``model``: hybrid for BGE-M3 models, dense for every other one.
 
     Args:
@@ -68,18 +67,14 @@ def new_index(model: str, *, pooling: str | None = None, trust_remote_code: bool
                                   **core_options))
 
 
-def save_index(index: AnyIndex, path: str | os.PathLike[str]) -> None:
-    """Save either kind of index to directory ``path`` so :func:`open_index` can reopen it."""
+def save_index(index: DenseIndex | HybridIndex, path: str | os.PathLike[str]) -> None:
+    """Save an embedded index to directory ``path`` (one atomic save, the model's source in
+    its manifest) so :func:`open_index` reopens it."""
     index.save(path)
-    if isinstance(index, HybridIndex):
-        target = Path(path) / MODEL_FILE
-        staged = target.with_name(f".{MODEL_FILE}.tmp")
-        staged.write_text(json.dumps({"model": index.m3.model_name}), encoding="utf-8")
-        os.replace(staged, target)
 
 
 def open_index(path: str | os.PathLike[str], *, model: str | None = None,
-               **core_options: Any) -> AnyIndex:
+               **core_options: Any) -> SearchIndex:
     """Load a saved index with the model that built it.
 
     Args:
@@ -90,27 +85,28 @@ def open_index(path: str | os.PathLike[str], *, model: str | None = None,
 
     Raises:
         FileNotFoundError: ``path`` is not a directory holding a saved index.
+        IndexFileError: the saved index (or its legacy ``model.json``) is damaged.
     """
     root = Path(path).expanduser()
     kind = saved_kind(root)
-    if kind == "dense":
-        return DenseIndex.load(root, model=model, **core_options)
-    if kind == "hybrid":
-        return HybridIndex.load(root, BGEM3Embedder(model or _hybrid_model(root),
-                                                    **core_options))
-    what = "does not exist" if not root.exists() else "holds no saved index"
-    msg = f"{str(path)!r} {what}; build one with `bge-integrations index build`."
-    raise FileNotFoundError(msg)
+    if kind is None:
+        what = "does not exist" if not root.exists() else "holds no saved index"
+        msg = f"{str(path)!r} {what}; build one with `bge-integrations index build`."
+        raise FileNotFoundError(msg)
+    return _LOADERS[kind](root, model=model or _legacy_model(root), **core_options)
 
 
-def _hybrid_model(root: Path) -> str:
-    recorded = root / MODEL_FILE
-    if recorded.is_file():
-        name = json.loads(recorded.read_text(encoding="utf-8")).get("model")
-    else:
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-        name = manifest.get("model", {}).get("name")
-    if not isinstance(name, str):
-        msg = f"{str(root)!r}: the saved index names no model; pass model=... to open it."
-        raise ValueError(msg)
+def _legacy_model(root: Path) -> str | None:
+    """The model an earlier version recorded in ``model.json``, when the manifest has no
+    ``source`` of its own."""
+    legacy = root / LEGACY_MODEL_FILE
+    model = load_json(root / MANIFEST, 64 << 20).get("model")
+    if not legacy.is_file() or (isinstance(model, dict) and "source" in model):
+        return None
+    recorded = load_json(legacy, 1 << 16)
+    name = recorded.get("model") if isinstance(recorded, dict) else None
+    if not isinstance(name, str) or not name or len(name) > 4096:
+        msg = (f"{str(legacy)!r} does not name a model ({{\"model\": \"...\"}}); pass "
+               "--model (or model=...) to open the index.")
+        raise IndexFileError(msg)
     return name

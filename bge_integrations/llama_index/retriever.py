@@ -25,7 +25,7 @@ from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_
 from ..adapter_options import M3Options, refuse_pickle
 from ..core.rerank import BGEReranker
 from ..core.scores import DEFAULT_WEIGHTS
-from ..retrieval.contract import Hit, SearchRequest
+from ..retrieval.contract import Hit, SearchIndex, SearchRequest
 from ..retrieval.filters import parse_filter
 from ..retrieval.fusion import Fusion, RetrievalMode
 from ..retrieval.rerank_step import check_rerank
@@ -39,7 +39,7 @@ _NODE_CONTENT_KEY = "_node_content"
 
 
 class BGEM3Retriever(BaseRetriever):
-    """Dense, sparse, ColBERT or hybrid retrieval from a BGE-M3 ``HybridIndex``.
+    """Dense, sparse, ColBERT or hybrid retrieval from any index of this package.
 
     Nodes are stored the way LlamaIndex's vector stores store them: the index embeds
     ``node.get_content(MetadataMode.EMBED)`` and keeps the node's metadata at the top level
@@ -48,9 +48,11 @@ class BGEM3Retriever(BaseRetriever):
     back as ``TextNode`` objects with the stored id, text and metadata.
 
     Args:
-        index: a ``HybridIndex`` (or ``QdrantHybridIndex``).
+        index: a :class:`~bge_integrations.retrieval.SearchIndex`: ``HybridIndex``,
+            ``QdrantHybridIndex`` or ``DenseIndex``.
         similarity_top_k: how many nodes to return.
-        mode: ``"hybrid"``, ``"dense"``, ``"sparse"`` or ``"colbert"``.
+        mode: ``"hybrid"``, ``"dense"``, ``"sparse"`` or ``"colbert"``; one of the index's
+            ``modes`` (a ``DenseIndex`` has ``"dense"`` only).
         weights: (dense, sparse, colbert) weights of ``hybrid`` mode.
         fusion: ``"weighted"`` (score fusion) or ``"rrf"`` (reciprocal rank fusion).
         filters: metadata filters applied before ranking (see :func:`to_index_filter`).
@@ -69,7 +71,7 @@ class BGEM3Retriever(BaseRetriever):
         0.71
     """
 
-    def __init__(self, index: HybridIndex, *, similarity_top_k: int = 4,
+    def __init__(self, index: SearchIndex, *, similarity_top_k: int = 4,
                  mode: str | RetrievalMode = RetrievalMode.HYBRID,
                  weights: Sequence[float] = DEFAULT_WEIGHTS,
                  fusion: str | Fusion = Fusion.WEIGHTED, filters: MetadataFilters | None = None,
@@ -81,7 +83,13 @@ class BGEM3Retriever(BaseRetriever):
         self.rerank, self.candidates = rerank, candidates
         self.filters = filters
         request = SearchRequest.build([], k=similarity_top_k, mode=mode, weights=weights,
-                                      fusion=fusion, has_colbert=index.store_colbert)
+                                      fusion=fusion,
+                                      has_colbert=RetrievalMode.COLBERT in index.modes)
+        if request.mode not in index.modes:
+            valid = ", ".join(repr(m.value) for m in index.modes)
+            msg = (f"mode={request.mode.value!r} is not a mode of this "
+                   f"{type(index).__name__}; valid: {valid}.")
+            raise ValueError(msg)
         self._index = index
         self._node_parser = node_parser or Settings.node_parser
         self.similarity_top_k = request.k
@@ -139,8 +147,8 @@ class BGEM3Retriever(BaseRetriever):
                               node_parser=parser, **kwargs)
 
     @property
-    def index(self) -> HybridIndex:
-        """The hybrid index searched."""
+    def index(self) -> SearchIndex:
+        """The index searched."""
         return self._index
 
     def __reduce__(self) -> Any:
@@ -196,9 +204,10 @@ class BGEM3Retriever(BaseRetriever):
 
     # -- reading -----------------------------------------------------------------------------
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        fused = ({"weights": self.weights, "fusion": self.fusion}
+                 if self.mode is RetrievalMode.HYBRID else {})
         hits = self._index.search(query_bundle.query_str, k=self.similarity_top_k,
-                                  filter=self._index_filter, mode=self.mode,
-                                  weights=self.weights, fusion=self.fusion,
+                                  filter=self._index_filter, mode=self.mode, **fused,
                                   rerank=self.rerank, candidates=self.candidates)
         return [NodeWithScore(node=_to_node(hit), score=hit.score) for hit in hits]
 

@@ -7,7 +7,10 @@ Grammar (a filter is a dict; several keys in one dict are AND-ed)::
     {"lang": {"$in": ["en", "de"]}}         $eq $ne $in $gt $gte $lt $lte
     {"$or": [{"lang": "en"}, {"year": 2024}]}   $and / $or take a non-empty list of filters
 
-Values are str, int, float or bool; ranges take numbers. Equality is type-aware (``True`` does
+Values are str, int (any size), float or bool; ranges take numbers. A filter nests at most
+:data:`MAX_FILTER_DEPTH` levels, holds at most :data:`MAX_FILTER_CONDITIONS` conditions and
+``$in`` lists at most :data:`MAX_IN_VALUES` values; beyond that it is refused with a
+``ValueError`` (as are bytes where a list is expected). Equality is type-aware (``True`` does
 not equal ``1``; ``1`` equals ``1.0``). A list-valued metadata field matches when any element
 does (Qdrant's rule). A missing field matches only ``$ne``. Field names are top-level metadata
 keys; they may not start with ``$`` nor contain ``.``, ``[``, ``]`` or ``"`` (those are Qdrant
@@ -17,6 +20,7 @@ key-path syntax).
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +29,15 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Condition", "And", "Or", "FilterNode", "parse_filter", "filter_mask",
-           "COMPARISONS"]
+           "COMPARISONS", "MAX_FILTER_DEPTH", "MAX_FILTER_CONDITIONS", "MAX_IN_VALUES"]
+
+#: deepest nesting of ``$and`` / ``$or`` accepted
+MAX_FILTER_DEPTH = 32
+#: most conditions (field operators) in one filter
+MAX_FILTER_CONDITIONS = 1024
+#: most values in one ``$in`` list
+MAX_IN_VALUES = 65536
+_NOT_LISTS = (str, bytes, bytearray, memoryview)
 
 Scalar = str | int | float | bool
 #: range operator -> comparison
@@ -38,6 +50,11 @@ _BAD_FIELD_CHARS = frozenset('.[]"')
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _finite_number(value: object) -> bool:
+    """A number usable in a filter: any int (however big), or a finite float."""
+    return _is_number(value) and (isinstance(value, int) or math.isfinite(value))
 
 
 def _value_test(op: str, value: Scalar | tuple[Scalar, ...]) -> Callable[[object], bool]:
@@ -111,13 +128,13 @@ FilterNode = Condition | And | Or
 
 
 def _scalar(value: object, where: str) -> Scalar:
-    if isinstance(value, str | bool) or (_is_number(value) and np.isfinite(value)):
+    if isinstance(value, str | bool) or _finite_number(value):
         return value  # type: ignore[return-value]
     msg = f"{where}: values must be str, int, float or bool, got {value!r:.60}."
     raise ValueError(msg)
 
 
-def _field_conditions(field: str, spec: object) -> list[FilterNode]:
+def _field_conditions(field: str, spec: object, count: list[int]) -> list[FilterNode]:
     if not field or field[0] == "$" or _BAD_FIELD_CHARS & set(field):
         msg = (f"Invalid filter field {field!r}: use a top-level metadata key without "
                f"'.', '[', ']' or '\"'; the only '$' keys at this level are "
@@ -131,15 +148,23 @@ def _field_conditions(field: str, spec: object) -> list[FilterNode]:
     out: list[FilterNode] = []
     for op, value in spec.items():
         where = f"filter {field!r} {op}"
+        count[0] += 1
+        if count[0] > MAX_FILTER_CONDITIONS:
+            msg = (f"the filter has more than {MAX_FILTER_CONDITIONS} conditions; use $in for "
+                   "many values of one field.")
+            raise ValueError(msg)
         if op in ("$eq", "$ne"):
             out.append(Condition(field, op, _scalar(value, where)))
         elif op == "$in":
-            if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+            if isinstance(value, _NOT_LISTS) or not isinstance(value, Sequence) or not value:
                 msg = f"{where} needs a non-empty list of values, got {value!r:.60}."
+                raise ValueError(msg)
+            if len(value) > MAX_IN_VALUES:
+                msg = f"{where} has {len(value)} values; at most {MAX_IN_VALUES} are accepted."
                 raise ValueError(msg)
             out.append(Condition(field, op, tuple(_scalar(v, where) for v in value)))
         elif op in COMPARISONS:
-            if not (_is_number(value) and np.isfinite(value)):
+            if not _finite_number(value):
                 msg = f"{where} needs a finite number, got {value!r:.60}."
                 raise ValueError(msg)
             out.append(Condition(field, op, value))
@@ -149,7 +174,11 @@ def _field_conditions(field: str, spec: object) -> list[FilterNode]:
     return out
 
 
-def _parse(spec: object, where: str) -> FilterNode:
+def _parse(spec: object, where: str, depth: int, count: list[int]) -> FilterNode:
+    if depth > MAX_FILTER_DEPTH:
+        msg = (f"the filter is nested more than {MAX_FILTER_DEPTH} levels deep (at {where}); "
+               "flatten it.")
+        raise ValueError(msg)
     if not isinstance(spec, Mapping):
         msg = f"{where} must be a dict such as {{'lang': 'en'}}, got {type(spec).__name__}."
         raise ValueError(msg)
@@ -162,13 +191,14 @@ def _parse(spec: object, where: str) -> FilterNode:
             msg = f"{where}: keys must be str, got {key!r}."
             raise ValueError(msg)
         if key in _LOGIC_OPS:
-            if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+            if not isinstance(value, Sequence) or isinstance(value, _NOT_LISTS) or not value:
                 msg = f"{where}: {key} needs a non-empty list of filters, got {value!r:.60}."
                 raise ValueError(msg)
-            children = tuple(_parse(v, f"{key}[{i}]") for i, v in enumerate(value))
+            children = tuple(_parse(v, f"{key}[{i}]", depth + 1, count)
+                             for i, v in enumerate(value))
             parts.append(And(children) if key == "$and" else Or(children))
         else:
-            parts.extend(_field_conditions(key, value))
+            parts.extend(_field_conditions(key, value, count))
     return parts[0] if len(parts) == 1 else And(tuple(parts))
 
 
@@ -180,7 +210,7 @@ def parse_filter(spec: Mapping[str, Any] | None) -> FilterNode | None:
         >>> node.matches({"lang": "en", "year": 2024}), node.matches({"lang": "de"})
         (True, False)
     """
-    return None if spec is None else _parse(spec, "filter")
+    return None if spec is None else _parse(spec, "filter", 1, [0])
 
 
 def filter_mask(node: FilterNode | None, metadatas: Sequence[Mapping[str, Any]]) -> np.ndarray:

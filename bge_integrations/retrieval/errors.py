@@ -1,0 +1,23 @@
+"""The errors of saved indexes: damaged or foreign files, and the wrong model."""
+
+from __future__ import annotations
+
+import errno
+
+__all__ = ["IndexFileError", "IndexNotFoundError", "ModelMismatchError", "DISK_FULL"]
+
+#: errno values of a full disk, an exhausted quota and a file size limit
+DISK_FULL = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG)
+                      if e is not None)
+
+
+class IndexFileError(ValueError):
+    """A saved index is missing, corrupted, truncated, crafted, or in an unknown format."""
+
+
+class IndexNotFoundError(IndexFileError, FileNotFoundError):
+    """The directory holds no saved index at all (no manifest); also a ``FileNotFoundError``."""
+
+
+class ModelMismatchError(ValueError):
+    """The embedder given to ``load`` is not the model that built the index."""
