@@ -159,7 +159,8 @@ def load_beir(directory: str | os.PathLike[str], split: str = "test") -> BeirDat
     check_qrels(qrels, queries)
     unknown = {d for judged in qrels.values() for d in judged} - corpus.keys()
     if unknown:
-        msg = f"{qrels_path} names {len(unknown)} document id(s) not in corpus.jsonl: {few(unknown)}."
+        msg = (f"{qrels_path} names {len(unknown)} document id(s) not in corpus.jsonl: "
+               f"{few(unknown)}.")
         raise ValueError(msg)
     return BeirData(corpus, queries, qrels, split)
 
