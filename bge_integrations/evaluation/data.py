@@ -22,7 +22,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BeirData", "load_beir", "write_beir", "check_queries", "check_qrels",
+__all__ = ["BeirData", "load_beir", "read_qrels", "write_beir", "check_queries", "check_qrels",
            "sts_retrieval_dir", "few"]
 
 #: ids named in an error message at most
@@ -106,7 +106,10 @@ def _jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, Any]]:
     return rows
 
 
-def _qrels_tsv(path: Path) -> dict[str, dict[str, int]]:
+def read_qrels(path: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
+    """A BEIR qrels file (``query-id<TAB>corpus-id<TAB>score``, header optional) as
+    ``{qid: {doc_id: grade}}``; a ``ValueError`` names a malformed line."""
+    path = Path(path)
     qrels: dict[str, dict[str, int]] = {}
     with path.open(encoding="utf-8", newline="") as handle:
         for number, row in enumerate(csv.reader(handle, delimiter="\t"), 1):
@@ -155,7 +158,7 @@ def load_beir(directory: str | os.PathLike[str], split: str = "test") -> BeirDat
     corpus = {row["_id"]: {"title": str(row.get("title") or ""), "text": row["text"]}
               for row in _jsonl(root / "corpus.jsonl", ("_id", "text"))}
     queries = {row["_id"]: row["text"] for row in _jsonl(root / "queries.jsonl", ("_id", "text"))}
-    qrels = _qrels_tsv(qrels_path)
+    qrels = read_qrels(qrels_path)
     check_qrels(qrels, queries)
     unknown = {d for judged in qrels.values() for d in judged} - corpus.keys()
     if unknown:

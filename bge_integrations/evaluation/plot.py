@@ -1,5 +1,6 @@
 """A PNG chart of a :class:`~.report.Report`: the metrics per setting, and the tuned weight
-surface when a :class:`~.tune.TuneResult` is given (matplotlib's Agg canvas: no display, no pyplot state).
+surface when a :class:`~.tune.TuneResult` is given (matplotlib's Agg canvas: no display, no
+pyplot state).
 
 Example:
     >>> plot_report(report, "report.png", tuning=best)  # doctest: +SKIP
