@@ -19,14 +19,16 @@ __all__ = ["evaluate", "judged_queries"]
 
 def judged_queries(queries: object, qrels: object) -> tuple[dict[str, str], dict[str, dict]]:
     """Checked ``(queries, qrels)`` restricted to the queries with a relevant document
-    (grade > 0): no metric is defined for the others.
+    (grade > 0): no metric is defined for the others. Query ids come sorted, so a result
+    does not depend on the order of the dicts (the model's float rounding can depend on a
+    text's batch-mates, and near-equal scores then swap).
 
     Raises:
         ValueError: see :func:`~bge_integrations.evaluation.data.check_qrels`.
     """
     checked_queries = check_queries(queries)
     checked = check_qrels(qrels, checked_queries)
-    kept = {q: judged for q, judged in checked.items() if any(g > 0 for g in judged.values())}
+    kept = {q: checked[q] for q in sorted(checked) if any(g > 0 for g in checked[q].values())}
     return {q: checked_queries[q] for q in kept}, kept
 
 
