@@ -416,3 +416,54 @@ def test_shipped_sts_set_is_what_the_builder_makes(tmp_path: Path) -> None:
     assert (shipped / "LICENSE.txt").read_text() == (DATA / "STS-LICENSE.txt").read_text()
     dev, test = load_beir(shipped, "dev"), load_beir(shipped, "test")
     assert not dev.qrels.keys() & test.qrels.keys()
+
+
+# -- command line ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def beir_dir(tmp_path_factory: pytest.TempPathFactory, sts: dict) -> Path:
+    """The STS slice in BEIR layout, with a dev split (11 queries) and a test split."""
+    folder = tmp_path_factory.mktemp("beir") / "sts-slice"
+    qids = sorted(sts["qrels"])
+    write_beir(folder, {d: {"title": "", "text": t} for d, t in sts["corpus"].items()},
+               sts["queries"], {"dev": {q: sts["qrels"][q] for q in qids[:11]},
+                                "test": {q: sts["qrels"][q] for q in qids[11:]}})
+    return folder
+
+
+def test_cli_eval_tune_writes_json_and_png(beir_dir: Path, tiny_m3: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from bge_integrations.cli import main
+
+    out = tmp_path / "report"
+    assert main(["eval", str(beir_dir), "--model", tiny_m3, "--device", "cpu", "--tune",
+                 "-k", "1,10", "-o", str(out)]) == 0
+    printed = capsys.readouterr()
+    lines = printed.out.splitlines()
+    assert lines[0].split() == ["setting", "ndcg@10", "mrr@10", "map@10", "recall@10"]
+    assert [line.split()[0] for line in lines[1:7]] == [
+        "dense", "sparse", "colbert", "hybrid", "hybrid-rrf", "tuned"]
+    assert "Significance (ranx, paired t-test" in printed.out
+    assert "tuned on qrels/dev.tsv (11 queries)" in printed.err
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["queries"] == len(sts_qrels := saved["per_query"]["dense"]["ndcg@10"])
+    assert sorted(sts_qrels) == sorted(load_beir(beir_dir, "test").qrels)
+    assert saved["tuning"]["test_score"] == pytest.approx(saved["metrics"]["tuned"]["ndcg@10"])
+    assert saved["tuning"]["dev_queries"] == 11 and saved["settings"]["tuned"]["mode"] == "hybrid"
+    png = (tmp_path / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_cli_eval_dense_model_and_errors(beir_dir: Path, tiny_bert: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from bge_integrations.cli import main
+
+    assert main(["eval", str(beir_dir), "--model", tiny_bert, "--device", "cpu", "-k", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["setting", "dense"]
+    for args, message in ((["--tune"], "no weights to tune"),
+                          (["--modes", "dense,bm25"], "unknown mode 'bm25'"),
+                          (["--split", "train"], "splits found: dev, test")):
+        assert main(["eval", str(beir_dir), "--model", tiny_bert, *args]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert [line for line in err if "error:" in line] == err[-1:], err
+        assert message in err[-1] and "indexed" not in " ".join(err), err  # before indexing

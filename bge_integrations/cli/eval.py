@@ -87,6 +87,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate, load_beir, tune
     from ..evaluation.plot import headline_metrics, plot_report
     from ..evaluation.targets import as_target
+    from ..evaluation.tune import check_tunable
     from .app import _core_options, _model_name, _note
     from .indexes import new_index
 
@@ -96,18 +97,21 @@ def run_eval(args: argparse.Namespace) -> int:
     data = load_beir(args.data_dir, split=args.split)
     index = new_index(_model_name(args), pooling=args.pooling,
                       trust_remote_code=args.trust_remote_code, **_core_options(args))
+    modes = as_target(index).settings(args.modes)  # bad modes fail before indexing
+    if args.tune:
+        check_tunable(index)
     ids, texts = data.documents()
     index.add(texts, ids=ids)
     _note(f"indexed {len(ids)} documents ({type(index).__name__}); "
           f"{len(data.qrels)} judged {args.split} queries.")
-    qrels, best, modes = data.qrels, None, args.modes
+    qrels, best = data.qrels, None
     if args.tune:
         tune_qrels, split, where = _tuning_split(args.data_dir, args.split, data.qrels)
         best = tune(index, data.queries, tune_qrels, metric=args.metric, split=split)
         qrels = {q: tune_qrels[q] for q in best.test_queries}
         if best.rrf_k is not None:
             index.rrf_k = best.rrf_k  # the tuned RRF constant, for the "tuned" row
-        modes = {**as_target(index).settings(modes), "tuned": dict(best)}
+        modes = {**modes, "tuned": dict(best)}
         _note(f"tuned on {where} ({len(best.dev_queries)} queries): {dict(best)}"
               + (f", rrf_k={best.rrf_k}" if best.rrf_k is not None else "")
               + f"; {args.metric} dev {best.dev_score:.4f}, test {best.test_score:.4f}.")

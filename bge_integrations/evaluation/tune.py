@@ -37,7 +37,7 @@ from .metrics import PoolScorer, check_metric
 from .report import Report
 from .targets import Target, as_target, check_doc_ids
 
-__all__ = ["tune", "TuneResult", "split_queries", "simplex"]
+__all__ = ["tune", "TuneResult", "split_queries", "simplex", "check_tunable"]
 
 #: RRF constants tried on the coarse grid (60 is the usual default)
 RRF_CONSTANTS = (10, 30, 60, 100)
@@ -195,6 +195,16 @@ class _Pools:
         return self.scorer.score(orders)
 
 
+def check_tunable(index: Any) -> Target:
+    """The :class:`Target` of ``index``, or a ``ValueError`` when it has no weights to tune."""
+    target = as_target(index)
+    if not target.hybrid:
+        msg = (f"{type(target.index).__name__} serves one mode (dense): there are no weights "
+               "to tune; use evaluate(), or a BGE-M3 HybridIndex / QdrantHybridIndex.")
+        raise ValueError(msg)
+    return target
+
+
 def _valid(weights: tuple[float, float, float], has_colbert: bool) -> bool:
     return weights[0] + weights[1] > 0 or (has_colbert and weights[2] > 0)
 
@@ -248,11 +258,7 @@ def tune(index: Any, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str
     if not isinstance(pool_depth, int) or pool_depth < cutoff:
         msg = f"pool_depth must be an int >= the metric's cutoff ({cutoff}), got {pool_depth!r}."
         raise ValueError(msg)
-    target = as_target(index)
-    if not target.hybrid:
-        msg = (f"{type(target.index).__name__} serves one mode (dense): there are no weights "
-               "to tune; use evaluate(), or a BGE-M3 HybridIndex / QdrantHybridIndex.")
-        raise ValueError(msg)
+    target = check_tunable(index)
     judged_q, judged = judged_queries(queries, qrels)
     check_doc_ids(target, judged)
     dev, test = split_queries(list(judged), split, seed)
