@@ -467,3 +467,17 @@ def test_cli_eval_dense_model_and_errors(beir_dir: Path, tiny_bert: str,
         err = capsys.readouterr().err.strip().splitlines()
         assert [line for line in err if "error:" in line] == err[-1:], err
         assert message in err[-1] and "indexed" not in " ".join(err), err  # before indexing
+
+
+@pytest.mark.slow
+def test_minilm_numbers_in_the_docs(minilm_dir: str) -> None:
+    """docs/evaluation.md records the real all-MiniLM-L6-v2's scores on the shipped set."""
+    data = load_beir(sts_retrieval_dir(), split="test")
+    ids, texts = data.documents()
+    index = DenseIndex(BGEEmbedder(minilm_dir, pooling="mean", device="cpu"))
+    index.add(texts, ids=ids)
+    m = evaluate(index, data.queries, data.qrels).metrics["dense"]
+    row = " | ".join(f"{m[name]:.4f}" for name in ("ndcg@10", "mrr@10", "map@10", "recall@1",
+                                                   "recall@10", "recall@100"))
+    docs = (Path(__file__).parent.parent / "docs" / "evaluation.md").read_text()
+    assert f"| test ({len(data.qrels)}) | {row} |" in docs
