@@ -481,3 +481,22 @@ def test_minilm_numbers_in_the_docs(minilm_dir: str) -> None:
                                                    "recall@10", "recall@100"))
     docs = (Path(__file__).parent.parent / "docs" / "evaluation.md").read_text()
     assert f"| test ({len(data.qrels)}) | {row} |" in docs
+
+
+def test_ten_thousand_queries_are_searched_in_blocks() -> None:
+    """A 10k-query run is a handful of search_many calls (one model call each), not 10k."""
+
+    class Recording(FakeDenseIndex):
+        def __init__(self) -> None:
+            super().__init__({})
+            self.calls: list[int] = []
+
+        def search_many(self, queries, k=10, filter=None):
+            self.calls.append(len(queries))
+            return [[Hit(f"d{q}", "", {}, 1.0, {"dense": 1.0})] for q in queries]
+
+    index = Recording()
+    queries = {f"{i}": f"{i}" for i in range(10_000)}
+    report = evaluate(index, queries, {q: {f"d{q}": 1} for q in queries}, k=1)
+    assert index.calls == [1024] * 9 + [784]
+    assert report.metrics["dense"]["mrr@1"] == 1.0

@@ -178,8 +178,12 @@ or a LangChain / LlamaIndex BGEM3Retriever.
         msg = (f"cannot evaluate a {type(obj).__name__}: pass a HybridIndex, QdrantHybridIndex, "
                "DenseIndex, or a LangChain / LlamaIndex BGEM3Retriever.")
         raise TypeError(msg)
-    hybrid = hasattr(index, "store_colbert")
-    return Target(index, hybrid, bool(getattr(index, "store_colbert", False)), own)
+    declared = getattr(index, "modes", None)  # the index contract's list of modes, if any
+    if declared is not None:
+        served = {getattr(m, "value", m) for m in declared}
+        return Target(index, "hybrid" in served, "colbert" in served, own)
+    return Target(index, hasattr(index, "store_colbert"),
+                  bool(getattr(index, "store_colbert", False)), own)
 
 
 def check_doc_ids(target: Target, qrels: Mapping[str, Mapping[str, int]]) -> None:
