@@ -36,7 +36,8 @@ class Report:
         settings: setting -> the search keywords it ran with (``index.search(**settings[s])``
             reproduces it; ``+rerank`` settings name the reranking depth instead).
         k: the cutoffs.
-        seconds: setting -> wall-clock seconds of its searches (and reranking).
+        seconds: setting -> wall-clock seconds of its searches; a reranked setting adds an
+            equal share of the reranking time (pairs are scored once for all of them).
         qrels: the judged queries evaluated, ``{qid: {doc_id: grade}}``.
         ranked: setting -> qid -> the document ids it returned, best first (to ``max(k)``).
         extra: anything added later (``tune`` puts its result under ``"tuning"``).

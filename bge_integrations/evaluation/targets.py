@@ -83,7 +83,7 @@ class Target:
                 ones it can), or an unknown search keyword.
         """
         if modes is None and self.own:
-            return {"retriever": dict(self.own)}
+            return {"retriever": self._custom("retriever", self.own)}
         if modes is None or modes == "all":
             modes = list(self.modes)
         if isinstance(modes, str):
@@ -119,8 +119,8 @@ class Target:
             msg = (f"setting {name!r} asks for mode {mode!r}, which this {what} cannot serve; "
                    f"it serves: {', '.join(self.modes)}.")
             raise ValueError(msg)
-        if not self.hybrid:
-            settings.pop("mode", None)
+        if not self.hybrid:  # a dense-only index takes no mode, weights or fusion
+            settings = {key: value for key, value in settings.items() if key == "filter"}
         return settings
 
     def search(self, queries: Sequence[str], k: int, settings: Mapping[str, Any]
