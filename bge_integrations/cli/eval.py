@@ -57,7 +57,8 @@ def add_parser(subparsers: Any) -> None:
                         metavar="K,K,...", help="metric cutoffs (default 1,3,5,10,100)")
     parser.add_argument("--tune", action="store_true",
                         help="tune the fusion weights and RRF constant (BGE-M3 models)")
-    parser.add_argument("--metric", default="ndcg@10", help="what --tune maximises")
+    parser.add_argument("--metric", default="ndcg@10",
+                        help="what --tune maximises (default ndcg@10)")
     parser.add_argument("--rerank", metavar="R", help="also rerank every mode with this "
                                                       "reranker model (hub id or directory)")
     parser.add_argument("--rerank-depth", type=_positive_int, default=100,
@@ -85,6 +86,7 @@ def _tuning_split(data_dir: str, split: str, qrels: dict[str, dict[str, int]]
 def run_eval(args: argparse.Namespace) -> int:
     """The ``eval`` command: index, evaluate (tune, rerank), print, write files."""
     from ..evaluation import evaluate, load_beir, tune
+    from ..evaluation.metrics import check_metric
     from ..evaluation.plot import headline_metrics, plot_report
     from ..evaluation.targets import as_target
     from ..evaluation.tune import check_tunable
@@ -100,6 +102,7 @@ def run_eval(args: argparse.Namespace) -> int:
     modes = as_target(index).settings(args.modes)  # bad modes fail before indexing
     if args.tune:
         check_tunable(index)
+        check_metric(args.metric)
     ids, texts = data.documents()
     index.add(texts, ids=ids)
     _note(f"indexed {len(ids)} documents ({type(index).__name__}); "
