@@ -47,7 +47,8 @@ def evaluate(index_or_retriever: Any, queries: Mapping[str, str],
             LangChain / LlamaIndex ``BGEM3Retriever`` (searched with its own settings and
             filter; its ``k`` is replaced by ``max(k)``).
         queries: ``{qid: text}``; queries without judgments are not searched.
-        qrels: ``{qid: {doc_id: grade}}``; grade > 0 is relevant (graded nDCG uses the grade).
+        qrels: ``{qid: {doc_id: grade}}``; grade > 0 is relevant (graded nDCG uses the
+            grade); a query without any relevant document is left out (no metric is defined).
         k: the cutoffs.
         modes: ``None`` (every mode the index serves; a retriever's own setting), ``"all"``, a
             list of mode names (``"dense"``, ``"sparse"``, ``"colbert"``, ``"hybrid"``,
