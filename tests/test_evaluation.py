@@ -500,3 +500,34 @@ def test_ten_thousand_queries_are_searched_in_blocks() -> None:
     report = evaluate(index, queries, {q: {f"d{q}": 1} for q in queries}, k=1)
     assert index.calls == [1024] * 9 + [784]
     assert report.metrics["dense"]["mrr@1"] == 1.0
+
+
+def test_any_langchain_or_llama_index_retriever(tiny_bert: str, sts: dict) -> None:
+    """Other frameworks' retrievers run through their own public interface."""
+    from langchain_core.vectorstores import InMemoryVectorStore
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.schema import TextNode
+
+    from bge_integrations.langchain import BGEEmbeddings
+    from bge_integrations.llama_index import BGEEmbedding
+
+    store = InMemoryVectorStore(BGEEmbeddings(model_name=tiny_bert, device="cpu"))
+    store.add_texts(list(sts["corpus"].values()), ids=list(sts["corpus"]))
+    lc = store.as_retriever(search_kwargs={"k": 10})
+    report = evaluate(lc, sts["queries"], sts["qrels"], k=(1, 10))
+    assert report.names == ["retriever"]
+    q, text = next(iter(sts["queries"].items()))
+    assert report.ranked["retriever"][q] == [d.id for d in lc.invoke(text)]
+    nodes = [TextNode(id_=d, text=t) for d, t in sts["corpus"].items()]
+    li = VectorStoreIndex(nodes, embed_model=BGEEmbedding(model_name=tiny_bert, device="cpu")
+                          ).as_retriever(similarity_top_k=10)
+    report = evaluate(li, sts["queries"], sts["qrels"], k=10, rerank=OverlapReranker(),
+                      rerank_depth=5)
+    assert report.names == ["retriever", "retriever+rerank"]
+    assert report.ranked["retriever"][q] == [n.node.node_id for n in li.retrieve(text)]
+    with pytest.raises(ValueError, match="its own settings only"):
+        evaluate(li, sts["queries"], sts["qrels"], modes=["dense"])
+    with pytest.raises(ValueError, match="no weights to tune"):
+        tune(li, sts["queries"], sts["qrels"])
+    store.add_texts(["a text without the id the qrels use"])  # fresh uuid ids: still fine
+    assert evaluate(lc, sts["queries"], sts["qrels"], k=1).names == ["retriever"]

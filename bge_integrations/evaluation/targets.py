@@ -5,7 +5,8 @@ over one (the LangChain and LlamaIndex ``BGEM3Retriever``). Every search goes th
 index's public ``search_many``: one model call per block of queries, never one per query. A
 retriever is searched through its index with the retriever's own settings (mode, weights,
 fusion, metadata filter), so the ranking equals what ``retriever.invoke(query)`` returns at
-the same depth.
+the same depth. Any other LangChain or LlamaIndex retriever is run through its own public
+interface (:class:`FrameworkRetriever`).
 
 Mode names and the search keywords they stand for:
 
@@ -32,7 +33,8 @@ from typing import Any
 
 from .data import few
 
-__all__ = ["MODE_SETTINGS", "SEARCH_KEYS", "QUERY_BLOCK", "Target", "as_target"]
+__all__ = ["MODE_SETTINGS", "SEARCH_KEYS", "QUERY_BLOCK", "Target", "FrameworkRetriever",
+           "as_target", "check_doc_ids"]
 
 #: mode name -> the search keyword arguments it stands for
 MODE_SETTINGS: dict[str, dict[str, Any]] = {
@@ -147,6 +149,54 @@ class Target:
         return doc_ids - found
 
 
+class FrameworkRetriever(Target):
+    """Any other LangChain or LlamaIndex retriever, through its public interface only.
+
+    LangChain retrievers run ``retriever.batch(queries)`` (the Runnable's concurrent batch),
+    LlamaIndex ones ``retriever.retrieve(query)`` per query: how they embed is theirs. Their
+    own ``k`` / ``similarity_top_k`` is the depth, their results need ids (``Document.id``,
+    ``node.node_id``) that the qrels use, and they are reported as the setting ``"retriever"``.
+    """
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return ("retriever",)
+
+    def settings(self, modes: object) -> dict[str, dict[str, Any]]:
+        if modes not in (None, "all", "retriever", ["retriever"]):
+            msg = (f"a {type(self.index).__name__} is evaluated with its own settings only "
+                   f"(modes=None), got modes={modes!r:.80}.")
+            raise ValueError(msg)
+        return {"retriever": {}}
+
+    def search(self, queries: Sequence[str], k: int, settings: Mapping[str, Any]
+               ) -> list[list[Any]]:
+        from ..retrieval.contract import Hit
+
+        if hasattr(self.index, "batch"):  # LangChain: a Runnable
+            rows = [[(d.id, d.page_content) for d in docs]
+                    for docs in self.index.batch(list(queries))]
+        else:
+            rows = [[(n.node.node_id, n.node.get_content()) for n in self.index.retrieve(q)]
+                    for q in queries]
+        if any(doc_id is None for row in rows for doc_id, _ in row):
+            msg = (f"the {type(self.index).__name__} returned documents without an id; give "
+                   "every indexed Document an id (the one the qrels use).")
+            raise ValueError(msg)
+        return [[Hit(doc_id, text, {}, 0.0, {}) for doc_id, text in row] for row in rows]
+
+
+def _framework_retriever(obj: Any) -> bool:
+    """Whether ``obj`` is a LangChain or LlamaIndex retriever (their modules are loaded if
+    it is one)."""
+    for module, name in (("langchain_core.retrievers", "BaseRetriever"),
+                         ("llama_index.core.base.base_retriever", "BaseRetriever")):
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(obj, getattr(loaded, name)):
+            return True
+    return False
+
+
 def _retriever_settings(obj: Any) -> tuple[Any, dict[str, Any]] | None:
     """``(index, settings)`` of one of our retrievers (its module is loaded if it is one)."""
     langchain = sys.modules.get("bge_integrations.langchain.retriever")
@@ -170,13 +220,15 @@ def as_target(obj: Any) -> Target:
         Traceback (most recent call last):
         ...
         TypeError: cannot evaluate a object: pass a HybridIndex, QdrantHybridIndex, DenseIndex, \
-or a LangChain / LlamaIndex BGEM3Retriever.
+or a LangChain / LlamaIndex retriever.
     """
     found = _retriever_settings(obj)
+    if found is None and _framework_retriever(obj):
+        return FrameworkRetriever(obj, hybrid=False, has_colbert=False)
     index, own = found if found is not None else (obj, {})
     if not callable(getattr(index, "search_many", None)):
         msg = (f"cannot evaluate a {type(obj).__name__}: pass a HybridIndex, QdrantHybridIndex, "
-               "DenseIndex, or a LangChain / LlamaIndex BGEM3Retriever.")
+               "DenseIndex, or a LangChain / LlamaIndex retriever.")
         raise TypeError(msg)
     declared = getattr(index, "modes", None)  # the index contract's list of modes, if any
     if declared is not None:

@@ -199,8 +199,9 @@ def check_tunable(index: Any) -> Target:
     """The :class:`Target` of ``index``, or a ``ValueError`` when it has no weights to tune."""
     target = as_target(index)
     if not target.hybrid:
-        msg = (f"{type(target.index).__name__} serves one mode (dense): there are no weights "
-               "to tune; use evaluate(), or a BGE-M3 HybridIndex / QdrantHybridIndex.")
+        msg = (f"a {type(target.index).__name__} serves one ranking ({target.modes[0]}): "
+               "there are no weights to tune; use evaluate(), or a BGE-M3 HybridIndex / "
+               "QdrantHybridIndex.")
         raise ValueError(msg)
     return target
 
