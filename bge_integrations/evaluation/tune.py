@@ -168,7 +168,11 @@ def split_queries(qids: Sequence[str], split: float | tuple[Collection[str], Col
 
 
 class _Pools:
-    """Each dev query's candidates with their per-mode scores, re-ranked per grid point."""
+    """Each dev query's candidates with their per-mode scores, re-ranked per grid point.
+
+    Weighted fusion is elementwise, so it runs once over every query's candidates together and
+    one stable sort by (query, -score) orders all pools; RRF ranks within each pool, per query.
+    """
 
     def __init__(self, target: Target, queries: Mapping[str, str],
                  qrels: Mapping[str, Mapping[str, int]], metric: str, depth: int) -> None:
@@ -176,22 +180,28 @@ class _Pools:
         settings = {**target.settings(["hybrid-rrf"])["hybrid-rrf"], "weights": weights}
         qids = list(qrels)
         hits = target.search([queries[q] for q in qids], depth, settings)
-        self.parts = ("dense", "sparse", "colbert") if target.has_colbert else ("dense", "sparse")
+        parts = ("dense", "sparse", "colbert") if target.has_colbert else ("dense", "sparse")
         pools, self.scores = {}, []
         for q, row in zip(qids, hits):
             row = sorted(row, key=lambda h: -h.scores["dense"])  # ties: dense first, as the index
             pools[q] = [h.id for h in row]
-            self.scores.append({p: np.array([h.scores[p] for h in row]) for p in self.parts})
+            self.scores.append({p: np.array([h.scores[p] for h in row]) for p in parts})
+        sizes = np.array([len(pools[q]) for q in qids])
+        self.bounds = np.concatenate([[0], np.cumsum(sizes)])
+        self.group = np.repeat(np.arange(len(qids)), sizes)
+        self.flat = {p: np.concatenate([s[p] for s in self.scores] or [np.zeros(0)])
+                     for p in parts}
         self.scorer = PoolScorer(qrels, pools, metric)
 
     def score(self, fusion: Fusion, weights: tuple[float, float, float], rrf_k: int) -> float:
-        orders = []
-        for parts in self.scores:
-            if not len(parts["dense"]):
-                orders.append(np.zeros(0, dtype=np.int64))
-                continue
-            fused = fuse(RetrievalMode.HYBRID, fusion, parts, weights, rrf_k)
-            orders.append(np.argsort(-fused, kind="stable"))
+        if fusion is Fusion.WEIGHTED:
+            fused = fuse(RetrievalMode.HYBRID, fusion, self.flat, weights, rrf_k)
+            order = np.lexsort((-fused, self.group))  # stable: ties keep the dense order
+            orders = [order[lo:hi] - lo for lo, hi in zip(self.bounds[:-1], self.bounds[1:])]
+        else:
+            orders = [np.argsort(-fuse(RetrievalMode.HYBRID, fusion, parts, weights, rrf_k),
+                                 kind="stable") if len(parts["dense"]) else
+                      np.zeros(0, dtype=np.int64) for parts in self.scores]
         return self.scorer.score(orders)
 
 
