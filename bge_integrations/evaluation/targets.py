@@ -222,7 +222,10 @@ def as_target(obj: Any) -> Target:
         TypeError: cannot evaluate a object: pass a HybridIndex, QdrantHybridIndex, DenseIndex, \
 or a LangChain / LlamaIndex retriever.
     """
-    found = _retriever_settings(obj)
+    # a retriever that reranks its results is run as it is (its index's search_many does not
+    # rerank): through its own interface, like any other framework retriever
+    reranks = getattr(obj, "rerank", None) is not None and _framework_retriever(obj)
+    found = None if reranks else _retriever_settings(obj)
     if found is None and _framework_retriever(obj):
         return FrameworkRetriever(obj, hybrid=False, has_colbert=False)
     index, own = found if found is not None else (obj, {})
