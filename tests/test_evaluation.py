@@ -531,3 +531,28 @@ def test_any_langchain_or_llama_index_retriever(tiny_bert: str, sts: dict) -> No
         tune(li, sts["queries"], sts["qrels"])
     store.add_texts(["a text without the id the qrels use"])  # fresh uuid ids: still fine
     assert evaluate(lc, sts["queries"], sts["qrels"], k=1).names == ["retriever"]
+
+
+def test_bge_reranker(hybrid: HybridIndex, tiny_reranker: str, sts: dict, beir_dir: Path,
+                      tiny_m3: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from bge_integrations import BGEReranker
+    from bge_integrations.cli import main
+    from bge_integrations.langchain import BGEM3Retriever
+
+    reranker = BGEReranker(tiny_reranker, device="cpu")
+    report = evaluate(hybrid, sts["queries"], sts["qrels"], k=(1, 10), modes=["dense"],
+                      rerank=reranker, rerank_depth=10)
+    assert report.names == ["dense", "dense+rerank"]
+    q, text = next(iter(sts["queries"].items()))
+    hits = hybrid.search_many([sts["queries"][x] for x in sts["qrels"]], k=10, mode="dense")[0]
+    order = reranker.rerank(text, [h.text for h in hits], top_n=None)
+    assert report.ranked["dense+rerank"][q] == [hits[i].id for i, _ in order]
+    # a retriever that reranks runs as it is: its results are what invoke returns
+    retriever = BGEM3Retriever(index=hybrid, k=5, mode="dense", rerank=reranker, candidates=8)
+    one = evaluate(retriever, {q: text}, {q: sts["qrels"][q]}, k=5)
+    assert one.ranked["retriever"][q] == [d.id for d in retriever.invoke(text)]
+    assert main(["eval", str(beir_dir), "--model", tiny_m3, "--device", "cpu", "--modes",
+                 "dense,hybrid", "-k", "10", "--rerank", tiny_reranker, "--rerank-depth",
+                 "20"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:5]]
+    assert names == ["dense", "hybrid", "dense+rerank", "hybrid+rerank"]

@@ -140,13 +140,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _reranker(args: argparse.Namespace) -> Any:
-    from .app import _core_options
+    """The ``--rerank`` model (a tiny random encoder reranker under ``--tiny``)."""
+    from .. import BGEReranker
+    from ..offline import tiny_model
+    from .app import _core_options, _note
 
-    try:
-        from .. import BGEReranker
-    except ImportError:
-        msg = "--rerank needs BGEReranker, which this installation of bge-integrations lacks."
-        raise ValueError(msg) from None
-
-    return BGEReranker(args.rerank, trust_remote_code=args.trust_remote_code,
-                       **{k: v for k, v in _core_options(args).items() if k != "show_progress"})
+    model = args.rerank
+    if args.tiny:
+        model = tiny_model("xlm-roberta-reranker")
+        _note(f"--tiny: reranking with a tiny random reranker ({model}).")
+    return BGEReranker(model, trust_remote_code=args.trust_remote_code, **_core_options(args))
