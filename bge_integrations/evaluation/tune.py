@@ -135,7 +135,7 @@ def split_queries(qids: Sequence[str], split: float | tuple[Collection[str], Col
 
     Example:
         >>> split_queries(["a", "b", "c", "d"], 0.5, seed=0)
-        (['b', 'c'], ['a', 'd'])
+        (['a', 'c'], ['b', 'd'])
     """
     if isinstance(split, float | int) and not isinstance(split, bool):
         if not 0 < split < 1:
