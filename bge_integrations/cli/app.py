@@ -40,6 +40,7 @@ from ..offline import (
 from ..retrieval import RetrievalMode
 from . import rerank as rerank_cli
 from .demo import DEMO_QUERIES, print_hits, run_demo
+from .eval import add_parser as add_eval_parser
 from .indexes import new_index, open_index, save_index
 from .model_table import models_markdown, models_table
 from .textio import (
@@ -353,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(demo)
     demo.set_defaults(handler=_cmd_demo)
     rerank_cli.add_parser(sub)
+    add_eval_parser(sub)
     return parser
 
 
