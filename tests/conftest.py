@@ -88,3 +88,17 @@ def offline_env(tiny_cache: Path) -> dict[str, str]:
     """Environment for subprocesses: no hub, and ``--tiny`` models from :func:`tiny_cache`."""
     return {**os.environ, "HF_HUB_OFFLINE": "1", "BGE_INTEGRATIONS_CACHE": str(tiny_cache),
             "TOKENIZERS_PARALLELISM": "false"}
+
+
+# -- distributed (issue 20): one local Ray cluster per session -------------------------------
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster with 4 logical CPUs (an actor pool of 2 plus Ray Data's own tasks
+    fit; 2 CPUs deadlock), no dashboard, progress bars off; shut down after the session."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+             object_store_memory=256 * 1024**2)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
