@@ -23,9 +23,12 @@ from .columns import (
     sparse_dicts,
 )
 from .embed import embed_dataset
+from .qdrant_sink import WriteSummary, write_qdrant
 
 __all__ = [
     "embed_dataset",
+    "write_qdrant",
+    "WriteSummary",
     "EMBEDDING",
     "SPARSE_INDICES",
     "SPARSE_VALUES",
