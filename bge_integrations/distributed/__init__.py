@@ -23,11 +23,13 @@ from .columns import (
     sparse_dicts,
 )
 from .embed import embed_dataset
+from .index_sink import write_index
 from .qdrant_sink import WriteSummary, write_qdrant
 
 __all__ = [
     "embed_dataset",
     "write_qdrant",
+    "write_index",
     "WriteSummary",
     "EMBEDDING",
     "SPARSE_INDICES",

@@ -25,7 +25,8 @@ from ..core.scores import SparseVector, sparse_to_arrays
 
 __all__ = ["EMBEDDING", "SPARSE_INDICES", "SPARSE_VALUES", "COLBERT", "NUM_TOKENS", "ERROR",
            "OUTPUT_COLUMNS", "dense_column", "sparse_columns", "colbert_column", "dense_matrix",
-           "sparse_dicts", "colbert_arrays"]
+           "sparse_dicts", "colbert_arrays", "refuse_unembedded", "row_ids", "metadata_names",
+           "token_total"]
 
 EMBEDDING = "embedding"
 SPARSE_INDICES = "sparse_indices"
@@ -139,3 +140,39 @@ def colbert_arrays(column: pa.Array | pa.ChunkedArray, dtype: Any = np.float32
         column) else np.zeros((0, 0), dtype)
     base = offsets[0]
     return [matrix[lo - base: hi - base] for lo, hi in zip(offsets[:-1], offsets[1:])]
+
+
+# -- what the sinks share ---------------------------------------------------------------------
+def refuse_unembedded(batch: pa.Table) -> None:
+    """A ``ValueError`` naming the first row that has an ``error`` (it has no outputs)."""
+    if ERROR not in batch.column_names or batch.column(ERROR).null_count == len(batch):
+        return
+    error = next(e for e in batch.column(ERROR).to_pylist() if e is not None)
+    msg = (f"{error}: that row was not embedded, so it cannot be written; drop the rows with "
+           "an error first, e.g. ds.filter(lambda r: r['error'] is None).")
+    raise ValueError(msg)
+
+
+def row_ids(batch: pa.Table, id_column: str) -> list[Any]:
+    """The id column as strings (ints become their decimal form; None stays, to be refused)."""
+    return [v if isinstance(v, str) or v is None else str(v)
+            for v in batch.column(id_column).to_pylist()]
+
+
+def metadata_names(names: Sequence[str], id_column: str, text_column: str,
+                   chosen: Sequence[str] | None) -> list[str]:
+    """The metadata columns: ``chosen`` (checked), else every input column but id and text."""
+    if chosen is None:
+        return [n for n in names if n not in OUTPUT_COLUMNS and n not in (id_column, text_column)]
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        msg = f"metadata_columns {unknown} are not columns of the dataset ({', '.join(names)})."
+        raise ValueError(msg)
+    return list(chosen)
+
+
+def token_total(batch: pa.Table) -> int | None:
+    """Sum of ``num_tokens`` over the batch, None without that column."""
+    if NUM_TOKENS not in batch.column_names:
+        return None
+    return int(batch.column(NUM_TOKENS).to_numpy(zero_copy_only=False).sum())

@@ -80,13 +80,6 @@ def _models() -> Any:
     return models
 
 
-def _first_error(batch: pa.Table) -> str | None:
-    if C.ERROR not in batch.column_names or batch.column(C.ERROR).null_count == len(batch):
-        return None
-    errors = batch.column(C.ERROR).to_pylist()
-    return next(e for e in errors if e is not None)
-
-
 def batch_points(batch: pa.Table, plan: Plan) -> list[Any]:
     """The Qdrant points of one Arrow batch (validated whole before any is built).
 
@@ -94,13 +87,8 @@ def batch_points(batch: pa.Table, plan: Plan) -> list[Any]:
         ValueError: a row was not embedded (``error`` column), an id is missing or repeated,
             a vector has another size, or metadata is not valid JSON.
     """
-    error = _first_error(batch)
-    if error is not None:
-        msg = (f"{error}: that row was not embedded, so it cannot be written; drop the rows "
-               "with an error first, e.g. ds.filter(lambda r: r['error'] is None).")
-        raise ValueError(msg)
-    ids = [v if isinstance(v, str) or v is None else str(v)
-           for v in batch.column(plan.id_column).to_pylist()]
+    C.refuse_unembedded(batch)
+    ids = C.row_ids(batch, plan.id_column)
     metas = batch.select(list(plan.metadata_columns)).to_pylist()
     docs = DocBatch.build(batch.column(plan.text_column).to_pylist(), metas, ids)
     dense = C.dense_matrix(batch.column(C.EMBEDDING))
@@ -130,9 +118,8 @@ def upsert_batch(client: Any, batch: pa.Table, plan: Plan) -> dict[str, int]:
     points = batch_points(batch, plan)
     for lo in range(0, len(points), plan.chunk):
         client.upsert(plan.collection, points=points[lo: lo + plan.chunk], wait=True)
-    tokens = (batch.column(C.NUM_TOKENS).to_numpy(zero_copy_only=False).sum()
-              if C.NUM_TOKENS in batch.column_names else -1)
-    return {"rows": len(points), "tokens": int(tokens)}
+    tokens = C.token_total(batch)
+    return {"rows": len(points), "tokens": -1 if tokens is None else tokens}
 
 
 def connect(target: Mapping[str, Any]) -> Any:
@@ -213,13 +200,7 @@ def _plan(names: list[str], collection: str, dim: int, *, m3: bool, id_column: s
         msg = (f"the dataset has no {', '.join(map(repr, missing))} column{hint}; its columns "
                f"are: {', '.join(names)}.")
         raise ValueError(msg)
-    if metadata_columns is None:
-        metadata_columns = [n for n in names
-                            if n not in _VECTOR_COLUMNS and n not in (id_column, text_column)]
-    unknown = [n for n in metadata_columns if n not in names]
-    if unknown:
-        msg = f"metadata_columns {unknown} are not columns of the dataset ({', '.join(names)})."
-        raise ValueError(msg)
+    metadata_columns = C.metadata_names(names, id_column, text_column, metadata_columns)
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk <= 0:
         msg = f"batch_size must be a positive int (points per upsert), got {chunk!r}."
         raise ValueError(msg)
