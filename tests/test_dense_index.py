@@ -16,7 +16,12 @@ from bge_integrations import BGEEmbedder, DenseIndex, HybridIndex
 from bge_integrations.cli.indexes import is_m3_model, new_index, open_index, save_index
 from bge_integrations.retrieval import IndexFileError, ModelMismatchError
 from bge_integrations.retrieval.dense import VECTORS_FILE
-from bge_integrations.retrieval.persistence import DOCS_FILE, MANIFEST, IndexNotFoundError
+from bge_integrations.retrieval.persistence import (
+    DOCS_FILE,
+    LOCK_FILE,
+    MANIFEST,
+    IndexNotFoundError,
+)
 from bge_integrations.tiny_models import TINY_CORPUS, build_tiny_model
 
 TEXTS = ["The giant panda is a bear.", "Paris is in France.", "Rust is a language.",
@@ -68,7 +73,8 @@ def test_save_and_load_round_trip_without_pickle(index: DenseIndex, tmp_path: Pa
     target = tmp_path / "idx"
     index.save(target)
     index.save(target)  # replacing an existing save
-    assert sorted(p.name for p in target.iterdir()) == sorted([MANIFEST, generation(target).name])
+    assert sorted(p.name for p in target.iterdir()) == sorted([MANIFEST, LOCK_FILE,
+                                                               generation(target).name])
     assert sorted(p.name for p in generation(target).iterdir()) == sorted([DOCS_FILE,
                                                                            VECTORS_FILE])
     manifest = json.loads((target / MANIFEST).read_text())
@@ -160,13 +166,13 @@ def test_truncated_or_missing_file_is_detected(saved: Path, bert_embedder: BGEEm
     (lambda d: _edit_manifest(d, lambda m: m["files"].pop(VECTORS_FILE)),
      "expected \\['dense.npy', 'docs.json'\\]"),
     (lambda d: _edit_manifest(d, lambda m: m.update(count=99)), "manifest says 99"),
-    (lambda d: _edit_manifest(d, lambda m: m.pop("model")), "inconsistent: 'model'"),
+    (lambda d: _edit_manifest(d, lambda m: m.pop("model")), "'model' = None is invalid"),
     (lambda d: _rewrite(d, VECTORS_FILE, lambda p: np.save(p, np.load(p).astype(np.float64))),
-     "holds a float64 array"),
+     "holds float64"),
     (lambda d: _rewrite(d, VECTORS_FILE, lambda p: np.save(p, np.load(p)[:, :8].copy())),
-     "has shape \\(4, 8\\), expected \\(4, 32\\)"),
+     "holds float32 \\(4, 8\\), expected float32 \\(4, 32\\)"),
     (lambda d: _rewrite(d, VECTORS_FILE, lambda p: np.save(p, np.array([{"x": 1}], dtype=object))),
-     "not a readable .npy array"),  # object arrays would need pickle: refused
+     "holds object"),  # object arrays would need pickle: refused
     (lambda d: _rewrite(d, DOCS_FILE, lambda p: p.write_text('{"ids": [1]}')), "inconsistent"),
 ])
 def test_corrupted_index_raises_a_clear_error(saved: Path, bert_embedder: BGEEmbedder,
@@ -200,7 +206,7 @@ def test_crash_mid_save_leaves_previous_index_readable(index: DenseIndex, saved:
         msg = "disk full"
         raise OSError(msg)
 
-    monkeypatch.setattr(np, "save", disk_full)
+    monkeypatch.setattr(np.lib.format, "write_array", disk_full)
     with pytest.raises(OSError, match="disk full"):
         other.save(saved)
     monkeypatch.undo()
@@ -254,4 +260,4 @@ def test_add_encodes_in_chunks_and_honours_the_per_call_limit(tiny_bert: str,
     with pytest.raises(ValueError, match="11 texts in one call exceed max_texts_per_call=10"):
         index.add([*texts, "one more"])
     assert index.add(texts, ids=[f"d{i}" for i in range(10)]) == [f"d{i}" for i in range(10)]
-    np.testing.assert_allclose(index._vectors, limited.encode_documents(texts), atol=1e-6)
+    np.testing.assert_allclose(index._state.vectors, limited.encode_documents(texts), atol=1e-6)

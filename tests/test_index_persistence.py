@@ -21,7 +21,7 @@ from test_index import (  # noqa: F401 - shared data, helpers and fixtures
 
 from bge_integrations import BGEM3Embedder, HybridIndex
 from bge_integrations.retrieval import IndexFileError, ModelMismatchError, persistence
-from bge_integrations.retrieval.persistence import MANIFEST
+from bge_integrations.retrieval.persistence import LOCK_FILE, MANIFEST
 from bge_integrations.tiny_models import build_tiny_model
 
 FILES = ["docs.json", "dense.npy", "sparse_indptr.npy", "sparse_indices.npy",
@@ -105,7 +105,8 @@ def test_add_after_load_and_save_again(built: HybridIndex, saved: Path,
     before = generation(saved)
     loaded.save(saved)
     assert not before.exists()  # the previous generation is removed after the switch
-    assert sorted(p.name for p in saved.iterdir()) == sorted([MANIFEST, generation(saved).name])
+    assert sorted(p.name for p in saved.iterdir()) == sorted([MANIFEST, LOCK_FILE,
+                                                              generation(saved).name])
     assert_same_index(HybridIndex.load(saved, m3x), loaded)
     assert_same_index(loaded, HybridIndex.load(saved, m3x))  # the live index still reads
 
@@ -137,7 +138,7 @@ def test_crash_mid_save_leaves_previous_index_readable(
         real_replace(src, dst)
 
     if fail_at == "write":  # dies while writing the data files
-        monkeypatch.setattr(np, "save", disk_full)
+        monkeypatch.setattr(np.lib.format, "write_array", disk_full)
     else:  # dies after the new generation is in place, before the manifest switch
         monkeypatch.setattr(persistence.os, "replace", power_cut_before_manifest)
     with pytest.raises(OSError, match="disk full|power cut"):
@@ -205,13 +206,13 @@ def _rewrite(directory: Path, name: str, write) -> None:  # noqa: ANN001 - a Pat
                         lambda p: np.save(p, np.full(np.load(p).shape, 10**6, np.int32))),
      "sparse arrays do not form a valid"),
     (lambda d: _rewrite(d, "dense.npy", lambda p: np.save(p, np.load(p).astype(np.float64))),
-     "holds a float64 array"),
+     "holds float64"),
     (lambda d: _rewrite(d, "dense.npy",
                         lambda p: np.save(p, np.array([{"x": 1}], dtype=object))),
-     "not a readable .npy array"),  # object arrays would need pickle: refused
+     "holds object"),  # object arrays would need pickle: refused
     (lambda d: _rewrite(d, "colbert_offsets.npy",
                         lambda p: np.save(p, np.load(p)[::-1].copy())),
-     "do not split"),
+     "does not split"),
     (lambda d: _rewrite(d, "docs.json", lambda p: p.write_text('{"ids": [1]}')),
      "inconsistent"),
 ])

@@ -5,18 +5,21 @@
 one is created.
 """
 
-from .contract import Hit, Record
+from .contract import DenseEncoder, Hit, M3Encoder, Record, SearchIndex
 from .dense import DenseIndex
+from .errors import IndexFileError, ModelMismatchError
 from .filters import parse_filter
 from .fusion import Fusion, RetrievalMode
 from .index import HybridIndex
-from .persistence import IndexFileError, ModelMismatchError
 from .qdrant import QdrantHybridIndex
 
 __all__ = [
     "HybridIndex",
     "DenseIndex",
     "QdrantHybridIndex",
+    "SearchIndex",
+    "DenseEncoder",
+    "M3Encoder",
     "Hit",
     "Record",
     "RetrievalMode",

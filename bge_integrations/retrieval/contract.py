@@ -1,7 +1,10 @@
-"""What both index backends share: result types and the validation of every input.
+"""What every index shares: the contract (:class:`SearchIndex`), the encoders it accepts
+(:class:`DenseEncoder`, :class:`M3Encoder`), result types and the validation of every input.
 
 Everything a call could get wrong is checked here, before an index changes, so a rejected
-``add`` leaves the index as it was and both backends reject the same inputs the same way.
+``add`` leaves the index as it was and every backend rejects the same inputs the same way.
+Metadata is bounded at the door: at most :data:`MAX_METADATA_DEPTH` levels of nesting and
+:data:`MAX_METADATA_BYTES` of JSON per document.
 """
 
 from __future__ import annotations
@@ -10,18 +13,25 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from ..core.inputs import validate_texts
 from ..core.scores import DEFAULT_WEIGHTS, check_weights
 from .filters import FilterNode, parse_filter
 from .fusion import Fusion, RetrievalMode, coerce_fusion, coerce_mode
 
-__all__ = ["Hit", "Record", "DocBatch", "SearchRequest", "validate_ids", "single_query",
-           "MAX_ID_LENGTH"]
+__all__ = ["Hit", "Record", "DocBatch", "SearchRequest", "SearchIndex", "DenseEncoder",
+           "M3Encoder", "validate_ids", "single_query", "MAX_ID_LENGTH", "MAX_METADATA_DEPTH",
+           "MAX_METADATA_BYTES"]
 
 #: longest accepted document id, in characters
 MAX_ID_LENGTH = 512
+#: deepest nesting of lists and dicts accepted in one document's metadata
+MAX_METADATA_DEPTH = 32
+#: largest accepted metadata of one document, as UTF-8 JSON
+MAX_METADATA_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ def validate_ids(ids: object, name: str = "ids") -> list[str]:
         >>> validate_ids(["a", "b"])
         ['a', 'b']
     """
-    if isinstance(ids, str) or not isinstance(ids, Sequence):
+    if isinstance(ids, str | bytes | bytearray) or not isinstance(ids, Sequence):
         msg = f"{name} must be a list of strings, got {type(ids).__name__}; wrap one id in a list."
         raise ValueError(msg)
     seen: set[str] = set()
@@ -96,20 +106,47 @@ def single_query(query: object) -> list[str]:
     return [query]
 
 
+def _depth_within(value: object, limit: int) -> bool:
+    """Whether lists/dicts/tuples nest at most ``limit`` deep (iterative: no recursion)."""
+    stack = [(value, 1)]
+    seen: set[int] = set()
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping | list | tuple):
+            if depth > limit:
+                return False
+            if id(item) in seen:
+                continue  # a cycle: json.dumps reports it
+            seen.add(id(item))
+            children = item.values() if isinstance(item, Mapping) else item
+            stack.extend((child, depth + 1) for child in children)
+    return True
+
+
 def _metadata(value: object, i: int) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         msg = f"metadatas[{i}] must be a dict with str keys (or None), got {value!r:.80}."
         raise ValueError(msg)
+    if not _depth_within(value, MAX_METADATA_DEPTH):
+        msg = (f"metadatas[{i}] nests lists and dicts more than {MAX_METADATA_DEPTH} levels "
+               "deep; flatten it.")
+        raise ValueError(msg)
     try:
         text = json.dumps(dict(value), allow_nan=False, ensure_ascii=False)
+        if len(text) > MAX_METADATA_BYTES or len(text.encode("utf-8")) > MAX_METADATA_BYTES:
+            msg = (f"metadatas[{i}] is over {MAX_METADATA_BYTES} bytes as JSON; store large "
+                   "data elsewhere and keep a reference in the metadata.")
+            raise OverflowError(msg)
         text.encode("utf-8")  # a lone surrogate passes json.dumps but can never be saved
         bad = [k for k in _keys(value) if not isinstance(k, str)]
         if bad:  # json.dumps would turn 1 into "1" silently (and merge it with a "1" key)
             msg = f"key {bad[0]!r} is not a str"
             raise TypeError(msg)
-    except (TypeError, ValueError) as exc:
+    except OverflowError as exc:
+        raise ValueError(str(exc)) from None
+    except (TypeError, ValueError, RecursionError) as exc:
         msg = (f"metadatas[{i}] is not JSON-serialisable ({exc}); use str, int, float, bool, "
                "None, lists and dicts of those.")
         raise ValueError(msg) from None
@@ -147,7 +184,7 @@ class DocBatch:
         text_list = validate_texts(texts, name="texts", max_texts=max_texts)
         n = len(text_list)
         for name, value in (("metadatas", metadatas), ("ids", ids)):
-            if value is not None and (isinstance(value, str | Mapping)
+            if value is not None and (isinstance(value, str | bytes | bytearray | Mapping)
                                       or not isinstance(value, Sequence) or len(value) != n):
                 got = len(value) if isinstance(value, Sequence) else type(value).__name__
                 msg = f"{name} must be a list with one entry per text ({n}), got {got}."
@@ -214,3 +251,98 @@ class SearchRequest:
         if self.mode is RetrievalMode.HYBRID:
             return ("dense", "sparse", "colbert") if self.has_colbert else ("dense", "sparse")
         return (self.mode.value,)
+
+
+@runtime_checkable
+class DenseEncoder(Protocol):
+    """What :class:`~.dense.DenseIndex` needs from its embedder (``BGEEmbedder`` has it).
+
+    ``encode_documents`` / ``encode_queries`` return float32 ``(n, dim)`` arrays; ``model_name``
+    is the hub id or path the model was loaded from (recorded by ``save``).
+    """
+
+    @property
+    def dim(self) -> int: ...
+
+    model_name: str
+    spec: Any
+    max_texts_per_call: int | None
+
+    def encode_documents(self, documents: Sequence[str]) -> np.ndarray: ...
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class M3Encoder(Protocol):
+    """What :class:`~.index.HybridIndex` and ``QdrantHybridIndex`` need from a BGE-M3 embedder
+    (``BGEM3Embedder`` has it): dense, sparse and ColBERT outputs and the vocabulary size."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    model_name: str
+    spec: Any
+    max_texts_per_call: int | None
+
+    def encode_documents(self, documents: Sequence[str], *, dense: bool = True,
+                         sparse: bool = True, colbert: bool = False) -> Any: ...
+
+    def encode_queries(self, queries: Sequence[str], *, dense: bool = True, sparse: bool = True,
+                       colbert: bool = False) -> Any: ...
+
+
+def require_m3(embedder: object, owner: str) -> M3Encoder:
+    """``embedder`` if it is a BGE-M3 embedder, else a ``TypeError`` that says what to use.
+
+    Example:
+        >>> require_m3(object(), "HybridIndex")
+        Traceback (most recent call last):
+        ...
+        TypeError: HybridIndex needs a BGE-M3 embedder (BGEM3Embedder: dense, sparse and \
+ColBERT heads), got object; for any other model use DenseIndex(BGEEmbedder(...)).
+    """
+    if not isinstance(embedder, M3Encoder):
+        msg = (f"{owner} needs a BGE-M3 embedder (BGEM3Embedder: dense, sparse and ColBERT "
+               f"heads), got {type(embedder).__name__}; for any other model use "
+               "DenseIndex(BGEEmbedder(...)).")
+        raise TypeError(msg)
+    return embedder
+
+
+@runtime_checkable
+class SearchIndex(Protocol):
+    """The contract of every index (``HybridIndex``, ``QdrantHybridIndex``, ``DenseIndex``).
+
+    ``modes`` lists the rankings ``search`` accepts as ``mode``; the hybrid indexes take
+    ``weights`` and ``fusion`` too. Retrievers and the CLI use only this contract.
+
+    Example:
+        >>> from bge_integrations import DenseIndex, HybridIndex
+        >>> issubclass(DenseIndex, SearchIndex) and issubclass(HybridIndex, SearchIndex)
+        True
+    """
+
+    modes: tuple[RetrievalMode, ...]
+
+    @property
+    def embedder(self) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+    def add(self, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+            ids: Sequence[str] | None = None) -> list[str]: ...
+
+    def delete(self, ids: Sequence[str]) -> int: ...
+
+    def get(self, ids: Sequence[str]) -> list[Record]: ...
+
+    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
+               mode: str | RetrievalMode = ..., **options: Any) -> list[Hit]: ...
+
+    def search_many(self, queries: Sequence[str], k: int = 10,
+                    filter: Mapping[str, Any] | None = None, mode: str | RetrievalMode = ...,
+                    **options: Any) -> list[list[Hit]]: ...

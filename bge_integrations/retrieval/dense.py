@@ -9,9 +9,10 @@ shape, the same :class:`~.contract.Hit` results, the same input validation
   in RAM; with the default normalized embeddings that is the cosine similarity.
 * Persistence: the directory layout of :mod:`.persistence` (kind ``dense``): atomic saves,
   sha256-checked files, JSON + ``.npy`` (no pickle), and a model check on load.
-* Concurrency: searches run in parallel under a shared lock; ``add`` encodes first, then
-  changes the stores under the exclusive lock, so a search sees an add or delete completely
-  or not at all, and a rejected call leaves the index unchanged.
+* Concurrency: the documents, vectors and metadata form one immutable state; ``add`` and
+  ``delete`` build the next state aside and publish it with one assignment, so a search (or
+  a save) reads one whole state without waiting, and an error or an interrupt anywhere in a
+  call leaves the index as it was.
 
 Example:
     >>> from bge_integrations import BGEEmbedder, DenseIndex
@@ -24,30 +25,34 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..core.embedder import BGEEmbedder
-from .contract import DocBatch, Hit, SearchRequest, single_query, validate_ids
+from .contract import DenseEncoder, DocBatch, Hit, Record, SearchRequest, single_query, validate_ids
 from .filters import filter_mask
-from .fusion import RetrievalMode, top_k
-from .locks import RWLock
+from .fusion import RetrievalMode, coerce_mode, top_k
+from .identity import check_dense_model, dense_fingerprint, dense_options, saved_source
 from .persistence import (
-    DOCS_FILE,
-    check_dense_model,
-    dense_fingerprint,
+    FILES,
+    IndexFileError,
     expect_files,
     load_array,
+    manifest_field,
     open_directory,
-    verify_manifest,
     read_docs,
     reading,
     save_directory,
+    verify_manifest,
+    write_array,
     write_docs,
 )
+from .vectors import check_dense
 
 __all__ = ["DenseIndex", "VECTORS_FILE"]
 
@@ -55,9 +60,36 @@ __all__ = ["DenseIndex", "VECTORS_FILE"]
 _ENCODE_CHUNK = 1024
 #: queries scored together in ``search_many``
 _QUERY_BLOCK = 64
+#: the most documents a saved index may claim
+MAX_DOCUMENTS = 1 << 40
 
 #: the document vectors of a saved dense index, next to ``docs.json``
-VECTORS_FILE = "dense.npy"
+VECTORS_FILE = FILES["dense"]
+
+
+@dataclass(frozen=True)
+class _State:
+    """Documents and vectors, aligned by row; never edited once published."""
+
+    ids: tuple[str, ...]
+    texts: tuple[str, ...]
+    metadatas: tuple[dict[str, Any], ...]
+    vectors: np.ndarray
+    row_of: dict[str, int]
+
+    @classmethod
+    def of(cls, ids: Sequence[str], texts: Sequence[str],
+           metadatas: Sequence[dict[str, Any]], vectors: np.ndarray) -> _State:
+        return cls(tuple(ids), tuple(texts), tuple(metadatas), vectors,
+                   {doc_id: i for i, doc_id in enumerate(ids)})
+
+    def without(self, ids: Sequence[str]) -> _State:
+        drop = set(ids)
+        keep = [r for r, doc_id in enumerate(self.ids) if doc_id not in drop]
+        if len(keep) == len(self.ids):
+            return self
+        return _State.of([self.ids[r] for r in keep], [self.texts[r] for r in keep],
+                         [self.metadatas[r] for r in keep], self.vectors[keep])
 
 
 class DenseIndex:
@@ -77,24 +109,24 @@ class DenseIndex:
         'panda'
     """
 
-    def __init__(self, embedder: BGEEmbedder) -> None:
-        if not isinstance(embedder, BGEEmbedder):
-            msg = (f"DenseIndex needs a BGEEmbedder, got {type(embedder).__name__}; for "
-                   "BGEM3Embedder use HybridIndex.")
+    #: the only ranking this index has
+    modes = (RetrievalMode.DENSE,)
+
+    def __init__(self, embedder: DenseEncoder) -> None:
+        if hasattr(embedder, "vocab_size") or not isinstance(embedder, DenseEncoder):
+            msg = (f"DenseIndex needs a dense embedder such as BGEEmbedder, got "
+                   f"{type(embedder).__name__}; for BGEM3Embedder use HybridIndex.")
             raise TypeError(msg)
         self._embedder = embedder
         self._dim = int(embedder.dim)
-        self._lock = RWLock()
-        self._ids: list[str] = []
-        self._texts: list[str] = []
-        self._metadatas: list[dict[str, Any]] = []
-        self._vectors = np.zeros((0, self._dim), dtype=np.float32)
+        self._writer = threading.Lock()
+        self._state = _State.of([], [], [], np.zeros((0, self._dim), dtype=np.float32))
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._state.ids)
 
     @property
-    def embedder(self) -> BGEEmbedder:
+    def embedder(self) -> DenseEncoder:
         """The embedder that encodes documents and queries."""
         return self._embedder
 
@@ -113,48 +145,78 @@ class DenseIndex:
 
         Raises:
             ValueError: lengths differ, an id is invalid or repeats, or metadata is not JSON.
-                Nothing changes then.
+                Nothing changes then (nor on any other error or an interrupt).
         """
         batch = DocBatch.build(texts, metadatas, ids,
                                max_texts=self._embedder.max_texts_per_call)
         if not batch.texts:
             return []
         vectors = np.concatenate([
-            self._embedder.encode_documents(batch.texts[lo:lo + _ENCODE_CHUNK])
+            check_dense(self._embedder.encode_documents(batch.texts[lo:lo + _ENCODE_CHUNK]),
+                        n=len(batch.texts[lo:lo + _ENCODE_CHUNK]), dim=self._dim,
+                        name="the embedder's output")
             for lo in range(0, len(batch.texts), _ENCODE_CHUNK)])
-        if vectors.shape != (len(batch.texts), self._dim):
-            msg = (f"the embedder returned vectors of shape {vectors.shape}, expected "
-                   f"{(len(batch.texts), self._dim)}.")
-            raise ValueError(msg)
-        with self._lock.write():
-            keep = self._rows_without(batch.ids)
-            self._ids = [self._ids[r] for r in keep] + batch.ids
-            self._texts = [self._texts[r] for r in keep] + batch.texts
-            self._metadatas = [self._metadatas[r] for r in keep] + batch.metadatas
-            self._vectors = np.concatenate([self._vectors[keep],
-                                            vectors.astype(np.float32, copy=False)])
+        self._publish(batch, vectors)
         return list(batch.ids)
+
+    def add_embeddings(self, texts: Sequence[str], embeddings: Any, *,
+                       metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+                       ids: Sequence[str] | None = None) -> list[str]:
+        """Store documents with vectors computed elsewhere (no model call); upsert like :meth:`add`.
+
+        Args:
+            texts: the document texts.
+            embeddings: float32 ``(n, dim)``, as ``embedder.encode_documents(texts)`` returns.
+            metadatas: one JSON-serialisable dict (or None) per text.
+            ids: one distinct id per text; default fresh ``uuid4().hex`` ids.
+
+        Returns:
+            The ids, in input order.
+
+        Raises:
+            ValueError: another shape, NaN or inf (naming the row), or a bad text, id or
+                metadata; nothing changes then.
+
+        Example:
+            >>> vectors = embedder.encode_documents(texts)  # doctest: +SKIP
+            >>> index.add_embeddings(texts, vectors, ids=ids)  # doctest: +SKIP
+        """
+        batch = DocBatch.build(texts, metadatas, ids)
+        vectors = check_dense(embeddings, n=len(batch.texts), dim=self._dim, name="embeddings")
+        if batch.texts:
+            self._publish(batch, vectors)
+        return list(batch.ids)
+
+    def _publish(self, batch: DocBatch, vectors: np.ndarray) -> None:
+        with self._writer:
+            kept = self._state.without(batch.ids)
+            self._state = _State.of([*kept.ids, *batch.ids], [*kept.texts, *batch.texts],
+                                    [*kept.metadatas, *batch.metadatas],
+                                    np.concatenate([kept.vectors, vectors]))
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id; unknown ids are ignored. Returns how many were removed."""
         id_list = validate_ids(ids)
-        with self._lock.write():
-            keep = self._rows_without(id_list)
-            removed = len(self._ids) - len(keep)
-            if removed:
-                self._ids = [self._ids[r] for r in keep]
-                self._texts = [self._texts[r] for r in keep]
-                self._metadatas = [self._metadatas[r] for r in keep]
-                self._vectors = self._vectors[keep]
-        return removed
-
-    def _rows_without(self, ids: Sequence[str]) -> list[int]:
-        drop = set(ids)
-        return [r for r, doc_id in enumerate(self._ids) if doc_id not in drop]
+        with self._writer:
+            state = self._state
+            self._state = state.without(id_list)
+            return len(state.ids) - len(self._state.ids)
 
     # -- reading -----------------------------------------------------------------------------
-    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None
-               ) -> list[Hit]:
+    def get(self, ids: Sequence[str]) -> list[Record]:
+        """The stored documents with these ids, in the order asked; unknown ids are skipped.
+
+        Example:
+            >>> index.get(["panda"])[0].text  # doctest: +SKIP
+            'Pandas eat bamboo.'
+        """
+        id_list = validate_ids(ids)
+        state = self._state
+        return [Record(i, state.texts[r], copy.deepcopy(state.metadatas[r]))
+                for i in id_list if (r := state.row_of.get(i)) is not None]
+
+    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
+               mode: str | RetrievalMode = RetrievalMode.DENSE) -> list[Hit]:
         """The ``k`` documents whose vectors have the largest inner product with the query's.
 
         Args:
@@ -162,64 +224,72 @@ class DenseIndex:
             k: how many hits at most.
             filter: metadata filter, as for ``HybridIndex.search`` (e.g. ``{"lang": "en"}``,
                 ``{"year": {"$gte": 2020}}``); it is applied before the top k are taken.
+            mode: ``"dense"``, the only mode of this index (see :attr:`modes`).
 
         Returns:
             Hits, best first; ``hit.scores`` is ``{"dense": hit.score}``.
         """
-        return self.search_many(single_query(query), k=k, filter=filter)[0]
+        return self.search_many(single_query(query), k=k, filter=filter, mode=mode)[0]
 
     def search_many(self, queries: Sequence[str], k: int = 10,
-                    filter: Mapping[str, Any] | None = None) -> list[list[Hit]]:
+                    filter: Mapping[str, Any] | None = None,
+                    mode: str | RetrievalMode = RetrievalMode.DENSE) -> list[list[Hit]]:
         """:meth:`search` for many queries: one model call for all of them.
 
         Example:
             >>> [len(h) for h in index.search_many(["panda", "France"], k=1)]  # doctest: +SKIP
             [1, 1]
         """
+        if coerce_mode(mode) is not RetrievalMode.DENSE:
+            msg = (f"DenseIndex ranks by dense scores only (mode='dense'), got mode={mode!r}; "
+                   "sparse, ColBERT and hybrid search need a BGE-M3 HybridIndex.")
+            raise ValueError(msg)
         req = SearchRequest.build(queries, k=k, filter=filter, mode=RetrievalMode.DENSE,
                                   has_colbert=False)
         if not req.queries:
             return []
         encoded = self._embedder.encode_queries(req.queries)
-        with self._lock.read():
-            allowed = np.flatnonzero(filter_mask(req.filter, self._metadatas))
-            if not allowed.size:
-                return [[] for _ in req.queries]
-            vectors = self._vectors if req.filter is None else self._vectors[allowed]
-            results: list[list[Hit]] = []
-            for lo in range(0, len(encoded), _QUERY_BLOCK):
-                for scores in encoded[lo:lo + _QUERY_BLOCK] @ vectors.T:
-                    results.append([self._hit(int(allowed[j]), float(scores[j]))
-                                    for j in top_k(scores, req.k).tolist()])
+        state = self._state
+        allowed = np.flatnonzero(filter_mask(req.filter, state.metadatas))
+        if not allowed.size:
+            return [[] for _ in req.queries]
+        vectors = state.vectors if req.filter is None else state.vectors[allowed]
+        results: list[list[Hit]] = []
+        for lo in range(0, len(encoded), _QUERY_BLOCK):
+            for scores in encoded[lo:lo + _QUERY_BLOCK] @ vectors.T:
+                results.append([self._hit(state, int(allowed[j]), float(scores[j]))
+                                for j in top_k(scores, req.k).tolist()])
         return results
 
-    def _hit(self, row: int, score: float) -> Hit:
-        return Hit(self._ids[row], self._texts[row], copy.deepcopy(self._metadatas[row]), score,
+    @staticmethod
+    def _hit(state: _State, row: int, score: float) -> Hit:
+        return Hit(state.ids[row], state.texts[row], copy.deepcopy(state.metadatas[row]), score,
                    {"dense": score})
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Save to ``directory`` atomically (JSON + .npy, no pickle, sha256 per file).
 
-        A crash mid-save leaves the previous save readable. The directory must be new, empty,
-        or hold a saved index.
+        A crash mid-save leaves the previous save readable; a full disk raises ``OSError`` and
+        changes nothing. The directory must be new, empty, or hold a saved index.
 
         Example:
             >>> index.save("my-dense-index")  # doctest: +SKIP
             >>> DenseIndex.load("my-dense-index")  # doctest: +SKIP
         """
         fingerprint = dense_fingerprint(self._embedder)
-        with self._lock.read():
-            save_directory(directory, lambda folder: self._write(folder, fingerprint),
-                           kind="dense")
+        state = self._state
+        save_directory(directory, lambda folder: self._write(folder, state, fingerprint),
+                       kind="dense")
 
-    def _write(self, folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
-        write_docs(folder, self._ids, self._texts, self._metadatas)
-        np.save(folder / VECTORS_FILE, self._vectors)
-        return {"model": fingerprint, "count": len(self._ids)}
+    @staticmethod
+    def _write(folder: Path, state: _State, fingerprint: dict[str, Any]) -> dict[str, Any]:
+        write_docs(folder, state.ids, state.texts, state.metadatas)
+        write_array(folder / VECTORS_FILE, state.vectors)
+        return {"model": fingerprint, "count": len(state.ids)}
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], embedder: BGEEmbedder | None = None, *,
+    def load(cls, directory: str | os.PathLike[str], embedder: DenseEncoder | None = None, *,
              model: str | None = None, verify: bool = True, **embedder_options: Any
              ) -> DenseIndex:
         """Open an index saved with :meth:`save`.
@@ -234,35 +304,35 @@ class DenseIndex:
 
         Raises:
             IndexFileError: the directory holds no dense index (then also a
-                ``FileNotFoundError``), or a file is missing, truncated or corrupted.
+                ``FileNotFoundError``), or a file is missing, truncated, corrupted or crafted.
             ModelMismatchError: the embedder's dimension or embeddings differ from those of
                 the model that built the index.
 
         Example:
             >>> index = DenseIndex.load("my-dense-index", device="cpu")  # doctest: +SKIP
         """
-        manifest, folder = open_directory(directory, kind="dense", verify=verify)
-        with reading(directory):
-            saved, count = dict(manifest["model"]), int(manifest["count"])
-            options = {"pooling": saved["pooling"],
-                       "query_instruction": saved["query_instruction"] or "",
-                       "query_instruction_format": saved["query_instruction_format"]}
-            source = model or saved["source"]
-        if embedder is None:
-            embedder = BGEEmbedder(source, **{**options, **embedder_options})
-        index = cls(embedder)
-        check_dense_model(saved, embedder)
-        expect_files(manifest, {DOCS_FILE, VECTORS_FILE}, directory)
-        with reading(directory):
-            index._read(folder, count)
-        verify_manifest(manifest, directory)
+        with open_directory(directory, kind="dense", verify=verify) as (manifest, folder):
+            saved = manifest.get("model")
+            options = dense_options(saved)
+            count = manifest_field(manifest, "count", int, low=0, high=MAX_DOCUMENTS)
+            if embedder is None:
+                source = model or saved_source(saved)
+                if source is None:
+                    msg = f"the manifest of {str(directory)!r} records no model source."
+                    raise IndexFileError(msg)
+                embedder = BGEEmbedder(source, **{**options, **embedder_options})
+            index = cls(embedder)
+            check_dense_model(saved, embedder)
+            expect_files(manifest, {FILES["docs"], VECTORS_FILE}, directory)
+            with reading(directory):
+                index._state = index._read(folder, count)
+            verify_manifest(manifest, directory)
         return index
 
-    def _read(self, folder: Path, count: int) -> None:
+    def _read(self, folder: Path, count: int) -> _State:
         batch = read_docs(folder, count)
-        vectors = load_array(folder / VECTORS_FILE, dtype="float32", ndim=2)
-        if vectors.shape != (count, self._dim):
-            msg = f"{VECTORS_FILE} has shape {vectors.shape}, expected {(count, self._dim)}."
+        vectors = load_array(folder / VECTORS_FILE, dtype="float32", shape=(count, self._dim))
+        if not np.all(np.isfinite(vectors)):
+            msg = f"{VECTORS_FILE} holds NaN or inf."
             raise ValueError(msg)
-        self._ids, self._texts, self._metadatas = batch.ids, batch.texts, batch.metadatas
-        self._vectors = vectors
+        return _State.of(batch.ids, batch.texts, batch.metadatas, vectors)

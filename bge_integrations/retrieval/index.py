@@ -29,9 +29,11 @@ or delete completely or not at all, and a rejected call leaves the index unchang
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,25 +41,35 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..core.scores import DEFAULT_WEIGHTS, colbert_scores, sparse_to_csr
-from .contract import DocBatch, Hit, Record, SearchRequest, single_query, validate_ids
+from .contract import (
+    DocBatch,
+    Hit,
+    M3Encoder,
+    Record,
+    SearchRequest,
+    require_m3,
+    single_query,
+    validate_ids,
+)
+from .errors import IndexFileError
 from .filters import FilterNode, filter_mask
 from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
-from .locks import RWLock
+from .identity import check_model, model_fingerprint, saved_source
 from .persistence import (
-    DOCS_FILE,
-    IndexFileError,
-    check_model,
+    FILES,
     expect_files,
     load_array,
-    model_fingerprint,
+    manifest_field,
     open_directory,
-    verify_manifest,
     read_docs,
     reading,
     save_directory,
+    verify_manifest,
+    write_array,
     write_docs,
 )
-from .storage import COLBERT_DTYPES, ColbertStore, GrowArray, SparseRows
+from .storage import COLBERT_DTYPES, ColbertRows, Rows, SparseRows, object_rows
+from .vectors import EncodedDocs
 
 __all__ = ["HybridIndex"]
 
@@ -69,13 +81,49 @@ _QUERY_BLOCK = 64
 _COMPACT_MIN_DEAD = 1024
 #: filter masks remembered between searches (a retriever usually repeats its filter)
 _MASK_CACHE = 32
+#: the largest ``candidates`` and ``rrf_k`` accepted
+MAX_CANDIDATES = 1 << 20
+MAX_RRF_K = 1 << 20
+#: the most documents a saved index may claim
+MAX_DOCUMENTS = 1 << 40
+_HYBRID_FILES = ("docs", "dense", "sparse_indptr", "sparse_indices", "sparse_values")
 
 
-def _positive_int(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        msg = f"{name} must be a positive int, got {value!r}."
+def _positive_int(value: object, name: str, limit: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= limit:
+        msg = f"{name} must be an int in [1, {limit}], got {value!r:.40}."
         raise ValueError(msg)
     return value
+
+
+@dataclass(frozen=True)
+class _State:
+    """One version of every store, aligned by row; published whole, never edited after.
+
+    ``alive`` and ``row_of`` are private to the state; the :class:`~.storage.Rows` buffers
+    are shared with earlier states but only past their ends.
+    """
+
+    ids: Rows
+    texts: Rows
+    metadatas: Rows
+    row_of: dict[str, int]
+    alive: np.ndarray
+    dense: Rows
+    sparse: SparseRows
+    colbert: ColbertRows | None
+    #: repr(filter) -> rows it matches (over ``metadatas``; filled by searches)
+    masks: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, dim: int, vocab_size: int, colbert: ColbertRows | None) -> _State:
+        return cls(Rows((), object), Rows((), object), Rows((), object), {},
+                   np.zeros(0, dtype=bool), Rows((dim,), np.float32), SparseRows(vocab_size),
+                   colbert)
+
+    def record(self, row: int) -> Record:
+        return Record(self.ids.view[row], self.texts.view[row],
+                      copy.deepcopy(self.metadatas.view[row]))
 
 
 class HybridIndex:
@@ -90,7 +138,8 @@ class HybridIndex:
             mode (at least ``k``). Rankings equal exhaustive scoring when the true top hits are
             among them; raise it for recall, lower it for speed.
         rrf_k: the constant of reciprocal rank fusion (``fusion="rrf"``).
-        colbert_dir: directory for the ColBERT vector file (default: the system temp dir).
+        colbert_dir: directory for the temporary ColBERT vector file (default: the system
+            temp dir); the file has no name there, so nothing is left behind.
 
     Example:
         >>> from bge_integrations import BGEM3Embedder, HybridIndex
@@ -102,44 +151,50 @@ class HybridIndex:
         'm3'
     """
 
-    def __init__(self, m3: Any, *, store_colbert: bool = True, colbert_dtype: str = "float32",
+    def __init__(self, m3: M3Encoder, *, store_colbert: bool = True, colbert_dtype: str = "float32",
                  candidates: int = 100, rrf_k: int = DEFAULT_RRF_K,
                  colbert_dir: str | os.PathLike | None = None) -> None:
         if colbert_dtype not in COLBERT_DTYPES:
             msg = f"colbert_dtype must be one of {COLBERT_DTYPES}, got {colbert_dtype!r}."
             raise ValueError(msg)
-        self._m3 = m3
+        self._m3 = require_m3(m3, "HybridIndex")
         self.store_colbert = bool(store_colbert)
         self.colbert_dtype = colbert_dtype
-        self.candidates = _positive_int(candidates, "candidates")
-        self.rrf_k = _positive_int(rrf_k, "rrf_k")
+        self.candidates = _positive_int(candidates, "candidates", MAX_CANDIDATES)
+        self.rrf_k = _positive_int(rrf_k, "rrf_k", MAX_RRF_K)
         self._dim = int(m3.dim)
         self._vocab_size = int(m3.vocab_size)
-        self._lock = RWLock()
-        self._writer = threading.Lock()  # one add/delete at a time, searches go on meanwhile
-        self._ids: list[str] = []
-        self._texts: list[str] = []
-        self._metadatas: list[dict[str, Any]] = []
-        self._row_of: dict[str, int] = {}
-        self._alive = GrowArray((), bool)
-        self._dense = GrowArray((self._dim,), np.float32)
-        self._sparse = SparseRows(self._vocab_size)
-        self._colbert = (ColbertStore(self._dim, colbert_dtype, colbert_dir)
-                         if self.store_colbert else None)
-        self._masks: dict[str, np.ndarray] = {}  # repr(filter) -> rows it matches
+        self._writer = threading.Lock()  # one add/delete at a time; searches never wait
+        colbert = (ColbertRows(self._dim, colbert_dtype, colbert_dir)
+                   if self.store_colbert else None)
+        self._state = _State.empty(self._dim, self._vocab_size, colbert)
 
     @property
-    def m3(self) -> Any:
+    def embedder(self) -> M3Encoder:
         """The embedder that encodes documents and queries."""
         return self._m3
 
+    @property
+    def m3(self) -> M3Encoder:
+        """The embedder (the same object as :attr:`embedder`)."""
+        return self._m3
+
+    @property
+    def modes(self) -> tuple[RetrievalMode, ...]:
+        """The rankings ``search`` accepts as ``mode`` (ColBERT ones only with stored vectors)."""
+        return tuple(m for m in RetrievalMode
+                     if self.store_colbert or m is not RetrievalMode.COLBERT)
+
     def __len__(self) -> int:
-        return len(self._row_of)
+        return len(self._state.row_of)
 
     # -- writing -----------------------------------------------------------------------------
     def add(self, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None,
             ids: Sequence[str] | None = None) -> list[str]:
         """Add documents, replacing those whose id already exists (upsert).
+
+        The call changes the index completely or not at all: an error or an interrupt at
+        any point leaves it as it was.
 
         Args:
             texts: the document texts.
@@ -158,40 +213,83 @@ class HybridIndex:
         if not batch.texts:
             return []
         with self._writer:
-            dense, sparse, colbert = [], [], []
+            state = self._state
+            colbert = state.colbert
+            dense, sparse = [], []
             for lo in range(0, len(batch.texts), _ENCODE_CHUNK):
                 chunk = batch.texts[lo: lo + _ENCODE_CHUNK]
                 out = self._m3.encode_documents(chunk, dense=True, sparse=True,
                                                 colbert=self.store_colbert)
-                if out.dense.shape != (len(chunk), self._dim):
-                    msg = (f"the embedder returned dense vectors of shape {out.dense.shape}, "
-                           f"expected {(len(chunk), self._dim)}.")
-                    raise ValueError(msg)
-                dense.append(out.dense)
-                sparse.append(sparse_to_csr(out.sparse, self._vocab_size))
-                if self._colbert is not None:
-                    colbert.append(self._colbert.stage(out.colbert))
-            with self._lock.write():
-                self._append(batch, np.concatenate(dense), sp.vstack(sparse, format="csr"),
-                             np.concatenate(colbert) if colbert else None)
+                docs = self._encoded(out.dense, out.sparse, out.colbert, len(chunk),
+                                     "the embedder's ")
+                dense.append(docs.dense)
+                sparse.append(docs.sparse)
+                if colbert is not None:  # spilled to disk chunk by chunk: bounded RAM
+                    colbert = colbert.appended(docs.colbert)
+            self._state = self._added(state, batch, np.concatenate(dense),
+                                      sp.vstack(sparse, format="csr"), colbert)
         return batch.ids
 
-    def _append(self, batch: DocBatch, dense: np.ndarray, sparse: sp.csr_matrix,
-                colbert: np.ndarray | None) -> None:
-        self._masks.clear()
-        replaced = [self._row_of[i] for i in batch.ids if i in self._row_of]
-        self._alive.view[replaced] = False
-        first = len(self._ids)
-        self._ids.extend(batch.ids)
-        self._texts.extend(batch.texts)
-        self._metadatas.extend(batch.metadatas)
-        self._row_of.update((doc_id, first + i) for i, doc_id in enumerate(batch.ids))
-        self._alive.extend(np.ones(len(batch.ids), dtype=bool))
-        self._dense.extend(dense)
-        self._sparse.extend(sparse)
-        if self._colbert is not None:
-            self._colbert.extend(colbert)
-        self._maybe_compact()
+    def add_embeddings(self, texts: Sequence[str], *, dense: Any, sparse: Any, colbert: Any,
+                       metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+                       ids: Sequence[str] | None = None) -> list[str]:
+        """Add documents with vectors computed elsewhere (no model call); upsert like :meth:`add`.
+
+        The vectors must come from this index's model, as ``m3.encode_documents(texts,
+        dense=True, sparse=True, colbert=True)`` returns them (e.g. from Ray workers). They are
+        checked as :meth:`add` checks the embedder's output, before anything changes.
+
+        Args:
+            texts: the document texts.
+            dense: float32 ``(n, dim)``.
+            sparse: one ``{token id: weight}`` dict per text.
+            colbert: one ``(n_tokens, dim)`` array per text (``None`` when the index was made
+                with ``store_colbert=False``).
+            metadatas: one JSON-serialisable dict (or None) per text.
+            ids: one distinct id per text; default fresh ``uuid4().hex`` ids.
+
+        Returns:
+            The ids, in input order.
+
+        Raises:
+            ValueError: a shape, a length, a token id or a value (NaN, inf) is wrong; the
+                message names the field and the row.
+
+        Example:
+            >>> out = m3.encode_documents(texts)  # doctest: +SKIP
+            >>> index.add_embeddings(texts, dense=out.dense, sparse=out.sparse,
+            ...                      colbert=out.colbert)  # doctest: +SKIP
+        """
+        batch = DocBatch.build(texts, metadatas, ids)
+        docs = self._encoded(dense, sparse, colbert, len(batch.texts), "")
+        if not batch.texts:
+            return []
+        with self._writer:
+            state = self._state
+            vectors = None if state.colbert is None else state.colbert.appended(docs.colbert)
+            self._state = self._added(state, batch, docs.dense, docs.sparse, vectors)
+        return batch.ids
+
+    def _encoded(self, dense: Any, sparse: Any, colbert: Any, n: int, prefix: str
+                 ) -> EncodedDocs:
+        return EncodedDocs.build(dense, sparse, colbert, n=n, dim=self._dim,
+                                 vocab_size=self._vocab_size, store_colbert=self.store_colbert,
+                                 prefix=prefix)
+
+    def _added(self, state: _State, batch: DocBatch, dense: np.ndarray, sparse: sp.csr_matrix,
+               colbert: ColbertRows | None) -> _State:
+        """``state`` with the batch appended and the rows it replaces marked dead."""
+        first = len(state.ids)
+        row_of = dict(state.row_of)
+        replaced = [row_of[i] for i in batch.ids if i in row_of]
+        row_of.update((doc_id, first + i) for i, doc_id in enumerate(batch.ids))
+        alive = np.concatenate([state.alive, np.ones(len(batch.ids), dtype=bool)])
+        alive[replaced] = False
+        new = _State(state.ids.appended(object_rows(batch.ids)),
+                     state.texts.appended(object_rows(batch.texts)),
+                     state.metadatas.appended(object_rows(batch.metadatas)), row_of, alive,
+                     state.dense.appended(dense), state.sparse.extended(sparse), colbert)
+        return self._settled(new)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id; unknown ids are ignored. Returns how many were removed.
@@ -201,27 +299,35 @@ class HybridIndex:
             1
         """
         id_list = validate_ids(ids)
-        with self._writer, self._lock.write():
-            rows = [self._row_of.pop(i) for i in id_list if i in self._row_of]
-            self._alive.view[rows] = False
-            self._maybe_compact()
+        with self._writer:
+            state = self._state
+            row_of = dict(state.row_of)
+            rows = [row_of.pop(i) for i in id_list if i in row_of]
+            if not rows:
+                return 0
+            alive = state.alive.copy()
+            alive[rows] = False
+            self._state = self._settled(dataclasses.replace(state, row_of=row_of, alive=alive,
+                                                            masks=state.masks))
         return len(rows)
 
-    def _maybe_compact(self) -> None:
-        dead = len(self._ids) - len(self._row_of)
-        if dead < max(_COMPACT_MIN_DEAD, len(self._row_of) + 1):
-            return
-        keep = np.flatnonzero(self._alive.view)
-        self._masks.clear()
-        self._ids = [self._ids[r] for r in keep.tolist()]
-        self._texts = [self._texts[r] for r in keep.tolist()]
-        self._metadatas = [self._metadatas[r] for r in keep.tolist()]
-        self._row_of = {doc_id: i for i, doc_id in enumerate(self._ids)}
-        self._alive.replace(np.ones(len(keep), dtype=bool))
-        self._dense.replace(self._dense.view[keep])
-        self._sparse.replace(self._sparse.matrix(keep))
-        if self._colbert is not None:
-            self._colbert.keep(keep)
+    def _settled(self, state: _State) -> _State:
+        """``state`` with dead rows purged once they outnumber live ones (at least
+        ``_COMPACT_MIN_DEAD``), and the ColBERT spill file rewritten once it is mostly dead."""
+        dead = len(state.ids) - len(state.row_of)
+        if dead >= max(_COMPACT_MIN_DEAD, len(state.row_of) + 1):
+            keep = np.flatnonzero(state.alive)
+            state = _State(state.ids.taken(keep), state.texts.taken(keep),
+                           state.metadatas.taken(keep),
+                           {doc_id: i for i, doc_id in enumerate(state.ids.view[keep].tolist())},
+                           np.ones(len(keep), dtype=bool), state.dense.taken(keep),
+                           SparseRows(self._vocab_size, state.sparse.matrix(keep)),
+                           None if state.colbert is None else state.colbert.taken(keep))
+        if state.colbert is not None:
+            colbert = state.colbert.settled(state.alive)
+            if colbert is not state.colbert:
+                state = dataclasses.replace(state, colbert=colbert, masks=state.masks)
+        return state
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, ids: Sequence[str]) -> list[Record]:
@@ -232,10 +338,8 @@ class HybridIndex:
             {'year': 2024}
         """
         id_list = validate_ids(ids)
-        with self._lock.read():
-            rows = [self._row_of[i] for i in id_list if i in self._row_of]
-            return [Record(self._ids[r], self._texts[r], copy.deepcopy(self._metadatas[r]))
-                    for r in rows]
+        state = self._state
+        return [state.record(state.row_of[i]) for i in id_list if i in state.row_of]
 
     def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
                mode: str | RetrievalMode = RetrievalMode.HYBRID,
@@ -270,6 +374,9 @@ class HybridIndex:
                     fusion: str | Fusion = Fusion.WEIGHTED) -> list[list[Hit]]:
         """:meth:`search` for many queries: one model call, scores computed in blocks.
 
+        A search reads one published state of the index: it never waits for a writer or a
+        save, and sees each ``add``/``delete`` completely or not at all.
+
         Example:
             >>> [len(h) for h in index.search_many(["panda", "France"], k=1)]  # doctest: +SKIP
             [1, 1]
@@ -280,41 +387,43 @@ class HybridIndex:
             return []
         encoded = self._m3.encode_queries(req.queries, dense=req.needs_dense,
                                           sparse=req.needs_sparse, colbert=req.needs_colbert)
-        with self._lock.read():
-            allowed = np.flatnonzero(self._matching(req.filter))
-            if not allowed.size:
-                return [[] for _ in req.queries]
-            results: list[list[Hit]] = []
-            for lo in range(0, len(req.queries), _QUERY_BLOCK):
-                hi = min(lo + _QUERY_BLOCK, len(req.queries))
-                dense = sparse = None
-                if req.needs_dense:
-                    dense = (encoded.dense[lo:hi] @ self._dense.view.T)[:, allowed]
-                if req.needs_sparse:
-                    q_sparse = sparse_to_csr(encoded.sparse[lo:hi], self._vocab_size)
-                    sparse = self._sparse.scores(q_sparse)[:, allowed]
-                for j in range(hi - lo):
-                    q_colbert = encoded.colbert[lo + j] if req.needs_colbert else None
-                    results.append(self._rank(req, allowed,
-                                              None if dense is None else dense[j],
-                                              None if sparse is None else sparse[j], q_colbert))
+        state = self._state
+        allowed = np.flatnonzero(self._matching(state, req.filter))
+        if not allowed.size:
+            return [[] for _ in req.queries]
+        results: list[list[Hit]] = []
+        for lo in range(0, len(req.queries), _QUERY_BLOCK):
+            hi = min(lo + _QUERY_BLOCK, len(req.queries))
+            dense = sparse = None
+            if req.needs_dense:
+                dense = (encoded.dense[lo:hi] @ state.dense.view.T)[:, allowed]
+            if req.needs_sparse:
+                q_sparse = sparse_to_csr(encoded.sparse[lo:hi], self._vocab_size)
+                sparse = state.sparse.scores(q_sparse)[:, allowed]
+            for j in range(hi - lo):
+                q_colbert = encoded.colbert[lo + j] if req.needs_colbert else None
+                results.append(self._rank(state, req, allowed,
+                                          None if dense is None else dense[j],
+                                          None if sparse is None else sparse[j], q_colbert))
         return results
 
-    def _matching(self, node: FilterNode | None) -> np.ndarray:
-        """Live rows that match the filter (masks are cached until the rows change)."""
+    @staticmethod
+    def _matching(state: _State, node: FilterNode | None) -> np.ndarray:
+        """Live rows that match the filter (masks are cached with the state they were made on)."""
         if node is None:
-            return self._alive.view
+            return state.alive
         key = repr(node)  # type-aware, unlike ==: {"x": 1} and {"x": True} differ
-        mask = self._masks.get(key)
+        mask = state.masks.get(key)
         if mask is None:
-            mask = filter_mask(node, self._metadatas)
-            if len(self._masks) >= _MASK_CACHE:
-                self._masks.clear()
-            self._masks[key] = mask
-        return self._alive.view & mask
+            mask = filter_mask(node, state.metadatas.view)
+            if len(state.masks) >= _MASK_CACHE:
+                state.masks.clear()
+            state.masks[key] = mask
+        return state.alive & mask
 
-    def _rank(self, req: SearchRequest, allowed: np.ndarray, dense: np.ndarray | None,
-              sparse: np.ndarray | None, q_colbert: np.ndarray | None) -> list[Hit]:
+    def _rank(self, state: _State, req: SearchRequest, allowed: np.ndarray,
+              dense: np.ndarray | None, sparse: np.ndarray | None,
+              q_colbert: np.ndarray | None) -> list[Hit]:
         if req.mode is RetrievalMode.DENSE:
             cand = top_k(dense, req.k)
         elif req.mode is RetrievalMode.SPARSE:
@@ -328,16 +437,15 @@ class HybridIndex:
         parts = {}
         for name in req.parts:
             if name == "colbert":
-                docs = self._colbert.gather(allowed[cand])
+                docs = state.colbert.gather(allowed[cand])
                 parts[name] = colbert_scores([q_colbert], docs)[0] if docs else np.zeros(0)
             else:
                 parts[name] = (dense if name == "dense" else sparse)[cand]
         fused = fuse(req.mode, req.fusion, parts, req.weights, self.rrf_k)
         hits = []
         for pos in top_k(fused, req.k).tolist():
-            row = int(allowed[cand[pos]])
-            hits.append(Hit(self._ids[row], self._texts[row],
-                            copy.deepcopy(self._metadatas[row]), float(fused[pos]),
+            record = state.record(int(allowed[cand[pos]]))
+            hits.append(Hit(record.id, record.text, record.metadata, float(fused[pos]),
                             {name: float(parts[name][pos]) for name in parts}))
         return hits
 
@@ -345,96 +453,125 @@ class HybridIndex:
     def save(self, directory: str | os.PathLike) -> None:
         """Save to ``directory`` atomically (JSON + .npy, no pickle).
 
-        Only live documents are written. A crash mid-save leaves the previous save readable.
+        Only live documents are written, from the state published when the call started:
+        adds, deletes and searches go on meanwhile. A crash mid-save leaves the previous save
+        readable; a full disk raises ``OSError`` and changes nothing. The manifest records
+        where the model was loaded from, so :meth:`load` needs no model argument.
 
         Example:
             >>> index.save("my-index")  # doctest: +SKIP
-            >>> HybridIndex.load("my-index", m3)  # doctest: +SKIP
+            >>> HybridIndex.load("my-index")  # doctest: +SKIP
         """
         fingerprint = model_fingerprint(self._m3, self.store_colbert)
-        with self._lock.read():
-            save_directory(directory, lambda folder: self._write(folder, fingerprint))
+        state = self._state
+        save_directory(directory, lambda folder: self._write(folder, state, fingerprint))
 
-    def _write(self, folder: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
-        rows = np.flatnonzero(self._alive.view)
-        write_docs(folder, [self._ids[r] for r in rows.tolist()],
-                   [self._texts[r] for r in rows.tolist()],
-                   [self._metadatas[r] for r in rows.tolist()])
-        np.save(folder / "dense.npy", self._dense.view[rows])
-        matrix = self._sparse.matrix(rows)
-        np.save(folder / "sparse_indptr.npy", matrix.indptr.astype(np.int64))
-        np.save(folder / "sparse_indices.npy", matrix.indices.astype(np.int32))
-        np.save(folder / "sparse_values.npy", matrix.data.astype(np.float32))
-        if self._colbert is not None:
-            offsets = self._colbert.write(folder / "colbert.npy", rows)
-            np.save(folder / "colbert_offsets.npy", offsets)
+    def _write(self, folder: Path, state: _State, fingerprint: dict[str, Any]) -> dict[str, Any]:
+        rows = np.flatnonzero(state.alive)
+        write_docs(folder, state.ids.view[rows].tolist(), state.texts.view[rows].tolist(),
+                   state.metadatas.view[rows].tolist())
+        write_array(folder / FILES["dense"], state.dense.view[rows])
+        matrix = state.sparse.matrix(rows)
+        write_array(folder / FILES["sparse_indptr"], matrix.indptr.astype(np.int64))
+        write_array(folder / FILES["sparse_indices"], matrix.indices.astype(np.int32))
+        write_array(folder / FILES["sparse_values"], matrix.data.astype(np.float32))
+        if state.colbert is not None:
+            with (folder / FILES["colbert"]).open("xb") as f:
+                offsets = state.colbert.write_npy(f, rows)
+            write_array(folder / FILES["colbert_offsets"], offsets)
         config = {"store_colbert": self.store_colbert, "colbert_dtype": self.colbert_dtype,
                   "candidates": self.candidates, "rrf_k": self.rrf_k}
         return {"model": fingerprint, "config": config, "count": len(rows)}
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, m3: Any, *, verify: bool = True,
-             colbert_dir: str | os.PathLike | None = None) -> HybridIndex:
+    def load(cls, directory: str | os.PathLike, m3: M3Encoder | None = None, *,
+             model: str | None = None, verify: bool = True,
+             colbert_dir: str | os.PathLike | None = None, **embedder_options: Any) -> HybridIndex:
         """Open an index saved with :meth:`save`.
 
         Args:
             directory: the saved index.
-            m3: the embedder; it must be the model that built the index.
+            m3: the embedder; it must be the model that built the index. By default the
+                recorded model (or ``model``) is loaded with ``embedder_options``.
+            model: where to load the model from when it is not where it was (same model).
             verify: check every file's sha256 (sizes and structure are always checked).
             colbert_dir: directory for ColBERT vectors of documents added after loading.
+            **embedder_options: ``device``, ``dtype``, ... for the model loaded here.
 
         Raises:
-            IndexFileError: the directory holds no index, or a file is missing, truncated or
-                corrupted.
+            IndexFileError: the directory holds no index, or a file is missing, truncated,
+                corrupted or crafted.
             ModelMismatchError: ``m3`` is not the model that built the index.
 
         Example:
             >>> index = HybridIndex.load("my-index", BGEM3Embedder("BAAI/bge-m3"))  # doctest: +SKIP
+            >>> index = HybridIndex.load("my-index", device="cpu")  # doctest: +SKIP
         """
-        manifest, folder = open_directory(directory, verify=verify)
-        try:
-            config, count = manifest["config"], manifest["count"]
-            index = cls(m3, store_colbert=config["store_colbert"],
-                        colbert_dtype=config["colbert_dtype"], candidates=config["candidates"],
-                        rrf_k=config["rrf_k"], colbert_dir=colbert_dir)
-        except (KeyError, TypeError, ValueError) as exc:
-            msg = f"the manifest of {str(directory)!r} is corrupted ({exc!r})."
-            raise IndexFileError(msg) from None
-        check_model(manifest.get("model", {}), m3)
-        expected = {DOCS_FILE, "dense.npy", "sparse_indptr.npy", "sparse_indices.npy",
-                    "sparse_values.npy"}
-        if index.store_colbert:
-            expected |= {"colbert.npy", "colbert_offsets.npy"}
-        expect_files(manifest, expected, directory)
-        with reading(directory):
-            index._read(folder, count)
-        verify_manifest(manifest, directory)
+        with open_directory(directory, verify=verify) as (manifest, folder):
+            config = {"store_colbert": manifest_field(manifest, "config.store_colbert", bool),
+                      "colbert_dtype": manifest_field(manifest, "config.colbert_dtype", str,
+                                                      choices=COLBERT_DTYPES),
+                      "candidates": manifest_field(manifest, "config.candidates", int, low=1,
+                                                   high=MAX_CANDIDATES),
+                      "rrf_k": manifest_field(manifest, "config.rrf_k", int, low=1,
+                                              high=MAX_RRF_K)}
+            count = manifest_field(manifest, "count", int, low=0, high=MAX_DOCUMENTS)
+            if m3 is None:
+                source = model or saved_source(manifest.get("model"))
+                if source is None:
+                    msg = (f"the manifest of {str(directory)!r} records no model; pass the "
+                           "embedder or model=... to load it.")
+                    raise IndexFileError(msg)
+                from ..core.m3 import BGEM3Embedder
+
+                m3 = BGEM3Embedder(source, **embedder_options)
+            elif model is not None or embedder_options:
+                msg = "pass either an embedder or model=/embedder options to load(), not both."
+                raise TypeError(msg)
+            index = cls(m3, colbert_dir=colbert_dir, **config)
+            check_model(manifest.get("model"), m3)
+            expected = {FILES[k] for k in _HYBRID_FILES}
+            if index.store_colbert:
+                expected |= {FILES["colbert"], FILES["colbert_offsets"]}
+            expect_files(manifest, expected, directory)
+            with reading(directory):
+                index._state = index._read(folder, count)
+            verify_manifest(manifest, directory)
         return index
 
-    def _read(self, folder: Path, count: int) -> None:
+    def _read(self, folder: Path, count: int) -> _State:
         batch = read_docs(folder, count)
-        dense = load_array(folder / "dense.npy", dtype="float32", ndim=2)
-        indptr = load_array(folder / "sparse_indptr.npy", dtype="int64", ndim=1)
-        indices = load_array(folder / "sparse_indices.npy", dtype="int32", ndim=1)
-        values = load_array(folder / "sparse_values.npy", dtype="float32", ndim=1)
-        if dense.shape != (count, self._dim):
-            msg = f"dense.npy has shape {dense.shape}, expected {(count, self._dim)}."
-            raise ValueError(msg)
-        if (len(indptr) != count + 1 or indptr[0] != 0 or indptr[-1] != len(indices)
-                or len(values) != len(indices) or np.any(np.diff(indptr) < 0)
-                or (len(indices) and (indices.min() < 0 or indices.max() >= self._vocab_size))):
+        dense = load_array(folder / FILES["dense"], dtype="float32", shape=(count, self._dim))
+        indptr = load_array(folder / FILES["sparse_indptr"], dtype="int64", shape=(count + 1,))
+        indices = load_array(folder / FILES["sparse_indices"], dtype="int32", shape=(None,))
+        values = load_array(folder / FILES["sparse_values"], dtype="float32",
+                            shape=(len(indices),))
+        # comparisons only (no arithmetic that could wrap); scipy trusts these arrays
+        if (indptr[0] != 0 or indptr[-1] != len(indices) or np.any(indptr[1:] < indptr[:-1])
+                or (len(indices) and (indices.min() < 0 or indices.max() >= self._vocab_size))
+                or not np.all(np.isfinite(values)) or np.any(values < 0)):
             msg = "the sparse arrays do not form a valid (documents, vocabulary) matrix."
             raise ValueError(msg)
-        if self._colbert is not None:
-            offsets = load_array(folder / "colbert_offsets.npy", dtype="int64", ndim=1)
-            if len(offsets) != count + 1:
-                msg = f"colbert_offsets.npy has {len(offsets)} entries, expected {count + 1}."
+        if not np.all(np.isfinite(dense)):
+            msg = f"{FILES['dense']} holds NaN or inf."
+            raise ValueError(msg)
+        state = _State.empty(self._dim, self._vocab_size, self._state.colbert)
+        colbert = state.colbert
+        if colbert is not None:
+            offsets = load_array(folder / FILES["colbert_offsets"], dtype="int64",
+                                 shape=(count + 1,))
+            vectors = load_array(folder / FILES["colbert"], dtype=self.colbert_dtype,
+                                 shape=(None, self._dim), mmap=True)
+            if offsets[0] != 0 or offsets[-1] != len(vectors) or np.any(
+                    offsets[1:] <= offsets[:-1]):
+                msg = (f"{FILES['colbert_offsets']} does not split the {len(vectors)} vectors "
+                       f"of {FILES['colbert']} into {count} rows of at least one token.")
                 raise ValueError(msg)
-            self._colbert.attach(folder / "colbert.npy", offsets)
-        self._ids, self._texts, self._metadatas = batch.ids, batch.texts, batch.metadatas
-        self._row_of = {doc_id: i for i, doc_id in enumerate(batch.ids)}
-        self._masks.clear()
-        self._alive.replace(np.ones(count, dtype=bool))
-        self._dense.replace(dense)
-        self._sparse.replace(sp.csr_matrix((values, indices, indptr),
-                                           shape=(count, self._vocab_size)))
+            colbert = colbert.loaded(vectors, offsets)
+        return _State(Rows.of(object_rows(batch.ids)), Rows.of(object_rows(batch.texts)),
+                      Rows.of(object_rows(batch.metadatas)),
+                      {doc_id: i for i, doc_id in enumerate(batch.ids)},
+                      np.ones(count, dtype=bool), Rows.of(dense),
+                      SparseRows(self._vocab_size,
+                                 sp.csr_matrix((values, indices, indptr),
+                                               shape=(count, self._vocab_size))), colbert)

@@ -29,10 +29,20 @@ from typing import Any
 import numpy as np
 
 from ..core.scores import DEFAULT_WEIGHTS, sparse_to_arrays
-from .contract import DocBatch, Hit, Record, SearchRequest, single_query, validate_ids
+from .contract import (
+    DocBatch,
+    Hit,
+    M3Encoder,
+    Record,
+    SearchRequest,
+    require_m3,
+    single_query,
+    validate_ids,
+)
 from .filters import And, Condition, FilterNode
 from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
 from .locks import RWLock
+from .vectors import EncodedDocs
 
 __all__ = ["QdrantHybridIndex", "to_qdrant_filter", "point_id"]
 
@@ -62,10 +72,21 @@ def _models() -> Any:
     return models
 
 
+#: numbers up to this magnitude are compared as floats exactly (53-bit mantissa)
+_EXACT_FLOAT = 2**53
+
+
 def _equals(key: str, value: Any, models: Any) -> Any:
-    if isinstance(value, float):  # Qdrant matches keywords, ints and bools; floats by range
-        return models.FieldCondition(key=key, range=models.Range(gte=value, lte=value))
-    return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+    """Type-aware equality as the embedded index has it: ``2024`` equals ``2024.0``, ``True``
+    equals neither ``1`` nor ``"true"``.
+
+    Qdrant's match compares ints only with ints, so numbers match by a closed range, which
+    covers int and float payloads alike; an int beyond 2**53 (not exact as a float) matches by
+    value.
+    """
+    if isinstance(value, bool | str) or abs(value) > _EXACT_FLOAT:
+        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+    return models.FieldCondition(key=key, range=models.Range(gte=value, lte=value))
 
 
 def _condition(node: Condition, models: Any) -> Any:
@@ -76,8 +97,7 @@ def _condition(node: Condition, models: Any) -> Any:
         return models.Filter(must_not=[_equals(key, node.value, models)])
     if node.op == "$in":
         values = list(node.value)  # type: ignore[arg-type]
-        if all(isinstance(v, str) for v in values) or all(
-                isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if all(isinstance(v, str) for v in values):
             return models.FieldCondition(key=key, match=models.MatchAny(any=values))
         return models.Filter(should=[_equals(key, v, models) for v in values])
     bound = {_RANGE_FIELDS[node.op]: node.value}
@@ -126,10 +146,11 @@ class QdrantHybridIndex:
         'm3'
     """
 
-    def __init__(self, m3: Any, *, collection_name: str = "bge-m3", client: Any = None,
+    def __init__(self, m3: M3Encoder, *, collection_name: str = "bge-m3", client: Any = None,
                  location: str | None = None, url: str | None = None, path: str | None = None,
                  api_key: str | None = None, store_colbert: bool = True, candidates: int = 100,
                  rrf_k: int = DEFAULT_RRF_K, exact: bool = False) -> None:
+        m3 = require_m3(m3, "QdrantHybridIndex")
         models = _models()
         for name, value in (("candidates", candidates), ("rrf_k", rrf_k)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -153,6 +174,7 @@ class QdrantHybridIndex:
         self.rrf_k = rrf_k
         self._params = models.SearchParams(exact=bool(exact))
         self._dim = int(m3.dim)
+        self._vocab_size = int(m3.vocab_size)
         self._lock = RWLock()
         self._ensure_collection()
 
@@ -162,9 +184,20 @@ class QdrantHybridIndex:
         return self._client
 
     @property
-    def m3(self) -> Any:
+    def embedder(self) -> M3Encoder:
         """The embedder that encodes documents and queries."""
         return self._m3
+
+    @property
+    def m3(self) -> M3Encoder:
+        """The embedder (the same object as :attr:`embedder`)."""
+        return self._m3
+
+    @property
+    def modes(self) -> tuple[RetrievalMode, ...]:
+        """The rankings ``search`` accepts as ``mode`` (ColBERT ones only with stored vectors)."""
+        return tuple(m for m in RetrievalMode
+                     if self.store_colbert or m is not RetrievalMode.COLBERT)
 
     def _ensure_collection(self) -> None:
         m = self._models
@@ -211,26 +244,57 @@ class QdrantHybridIndex:
         """
         batch = DocBatch.build(texts, metadatas, ids,
                                max_texts=self._m3.max_texts_per_call)
-        m = self._models
         for lo in range(0, len(batch.texts), _BATCH):
-            chunk = slice(lo, lo + _BATCH)
-            out = self._m3.encode_documents(batch.texts[chunk], dense=True, sparse=True,
+            texts_ = batch.texts[lo: lo + _BATCH]
+            out = self._m3.encode_documents(texts_, dense=True, sparse=True,
                                             colbert=self.store_colbert)
-            points = []
-            for i, (doc_id, text, meta) in enumerate(
-                    zip(batch.ids[chunk], batch.texts[chunk], batch.metadatas[chunk])):
-                indices, values = sparse_to_arrays(out.sparse[i])
-                vector = {"dense": out.dense[i].tolist(),
-                          "sparse": m.SparseVector(indices=indices.tolist(),
-                                                   values=values.tolist())}
-                if self.store_colbert:
-                    vector["colbert"] = out.colbert[i].tolist()
-                points.append(m.PointStruct(id=point_id(doc_id), vector=vector,
-                                            payload={"id": doc_id, "text": text,
-                                                     "metadata": meta}))
-            with self._lock.write():
-                self._client.upsert(self.collection_name, points=points, wait=True)
+            self._upsert(batch, lo, self._encoded(out.dense, out.sparse, out.colbert,
+                                                  len(texts_), "the embedder's "))
         return batch.ids
+
+    def add_embeddings(self, texts: Sequence[str], *, dense: Any, sparse: Any, colbert: Any,
+                       metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+                       ids: Sequence[str] | None = None) -> list[str]:
+        """Upsert documents with vectors computed elsewhere (see
+        :meth:`HybridIndex.add_embeddings`); every input is checked before the first write.
+
+        Example:
+            >>> out = m3.encode_documents(texts)  # doctest: +SKIP
+            >>> index.add_embeddings(texts, dense=out.dense, sparse=out.sparse,
+            ...                      colbert=out.colbert)  # doctest: +SKIP
+        """
+        batch = DocBatch.build(texts, metadatas, ids)
+        docs = self._encoded(dense, sparse, colbert, len(batch.texts), "")
+        for lo in range(0, len(batch.texts), _BATCH):
+            hi = min(lo + _BATCH, len(batch.texts))
+            self._upsert(batch, lo, EncodedDocs(
+                docs.dense[lo:hi], docs.sparse[lo:hi],
+                None if docs.colbert is None else docs.colbert[lo:hi]))
+        return batch.ids
+
+    def _encoded(self, dense: Any, sparse: Any, colbert: Any, n: int, prefix: str
+                 ) -> EncodedDocs:
+        return EncodedDocs.build(dense, sparse, colbert, n=n, dim=self._dim,
+                                 vocab_size=self._vocab_size, store_colbert=self.store_colbert,
+                                 prefix=prefix)
+
+    def _upsert(self, batch: DocBatch, lo: int, docs: EncodedDocs) -> None:
+        """Write documents ``lo .. lo + len(docs.dense)`` of ``batch`` with their vectors."""
+        m = self._models
+        points = []
+        for i in range(len(docs.dense)):
+            doc_id = batch.ids[lo + i]
+            row = docs.sparse[i]
+            vector = {"dense": docs.dense[i].tolist(),
+                      "sparse": m.SparseVector(indices=row.indices.tolist(),
+                                               values=row.data.tolist())}
+            if docs.colbert is not None:
+                vector["colbert"] = docs.colbert[i].tolist()
+            points.append(m.PointStruct(id=point_id(doc_id), vector=vector,
+                                        payload={"id": doc_id, "text": batch.texts[lo + i],
+                                                 "metadata": batch.metadatas[lo + i]}))
+        with self._lock.write():
+            self._client.upsert(self.collection_name, points=points, wait=True)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id; unknown ids are ignored. Returns how many were removed."""
