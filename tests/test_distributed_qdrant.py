@@ -22,7 +22,7 @@ from bge_integrations.distributed.qdrant_sink import (  # noqa: E402
     write_in_tasks,
 )
 from bge_integrations.retrieval import QdrantHybridIndex  # noqa: E402
-from bge_integrations.retrieval.persistence import ModelMismatchError  # noqa: E402
+from bge_integrations.retrieval.errors import ModelMismatchError  # noqa: E402
 from bge_integrations.retrieval.qdrant import point_id  # noqa: E402
 from bge_integrations.tiny_models import build_tiny_model  # noqa: E402
 
@@ -148,8 +148,8 @@ def test_writes_from_ray_tasks(ray_cluster, tiny_m3: str, m3: BGEM3Embedder, m3_
     client = qdrant_client.QdrantClient(**target)
     prepare_collection(client, "docs", m3, m3=True, colbert=True)
     client.close()
-    plan = Plan("docs", m3.dim, "id", "text", ("lang", "year"), sparse=True, colbert=True,
-                chunk=8)
+    plan = Plan("docs", m3.dim, m3.vocab_size, "id", "text", ("lang", "year"), sparse=True,
+                colbert=True, chunk=8)
     summary = write_in_tasks(blocks(ray_cluster, m3_table), target, plan, concurrency=1)
     assert summary.rows == len(TEXTS)
     client = qdrant_client.QdrantClient(**target)

@@ -42,7 +42,7 @@ def _columns(index: Any, names: list[str], id_column: str, text_column: str,
     if missing:
         hint = (" (embed with colbert=True, or use an index with store_colbert=False)"
                 if C.COLBERT in missing else "")
-        msg = (f"the dataset has no {', '.join(map(repr, missing))} column for this "
+        msg = (f"the dataset has no {', '.join(map(repr, missing))} column(s) for this "
                f"{type(index).__name__}{hint}; its columns are: {', '.join(names)}.")
         raise ValueError(msg)
     return C.metadata_names(names, id_column, text_column, metadata_columns)

@@ -26,13 +26,14 @@ from ..cli.indexes import is_m3_model
 from ..core.embedder import BGEEmbedder
 from ..core.m3 import BGEM3Embedder
 from ..retrieval.contract import DocBatch
-from ..retrieval.persistence import (
+from ..retrieval.identity import (
     check_dense_model,
     check_model,
     dense_fingerprint,
     model_fingerprint,
 )
 from ..retrieval.qdrant import QdrantHybridIndex, point_id
+from ..retrieval.vectors import EncodedDocs, check_dense
 from . import columns as C
 from ._ray import require_ray
 from .embed import dataset_columns
@@ -66,6 +67,7 @@ class Plan:
 
     collection: str
     dim: int
+    vocab_size: int
     id_column: str
     text_column: str
     metadata_columns: tuple[str, ...]
@@ -85,26 +87,30 @@ def batch_points(batch: pa.Table, plan: Plan) -> list[Any]:
 
     Raises:
         ValueError: a row was not embedded (``error`` column), an id is missing or repeated,
-            a vector has another size, or metadata is not valid JSON.
+            a vector has another size or holds NaN/inf, a token id is out of the vocabulary,
+            or metadata is not valid JSON.
     """
     C.refuse_unembedded(batch)
     ids = C.row_ids(batch, plan.id_column)
     metas = batch.select(list(plan.metadata_columns)).to_pylist()
     docs = DocBatch.build(batch.column(plan.text_column).to_pylist(), metas, ids)
+    n = len(docs.texts)
     dense = C.dense_matrix(batch.column(C.EMBEDDING))
-    if len(dense) and dense.shape[1] != plan.dim:
-        msg = (f"the {C.EMBEDDING!r} column holds {dense.shape[1]}-d vectors; collection "
-               f"{plan.collection!r} holds the model's {plan.dim}-d vectors.")
-        raise ValueError(msg)
     m = _models()
-    vectors: list[dict[str, Any]] = [{"dense": row.tolist()} for row in dense]
-    if plan.sparse:
-        indices = batch.column(C.SPARSE_INDICES).to_pylist()
-        values = batch.column(C.SPARSE_VALUES).to_pylist()
-        for vector, idx, val in zip(vectors, indices, values):
-            vector["sparse"] = m.SparseVector(indices=idx, values=val)
-    if plan.colbert:
-        for vector, tokens in zip(vectors, C.colbert_arrays(batch.column(C.COLBERT))):
+    if not plan.sparse:
+        vectors = [{"dense": row.tolist()}
+                   for row in check_dense(dense, n=n, dim=plan.dim, name=C.EMBEDDING)]
+    else:  # checked as QdrantHybridIndex.add_embeddings checks its input
+        out = EncodedDocs.build(
+            dense, C.sparse_dicts(batch.column(C.SPARSE_INDICES), batch.column(C.SPARSE_VALUES)),
+            C.colbert_arrays(batch.column(C.COLBERT)) if plan.colbert else None, n=n,
+            dim=plan.dim, vocab_size=plan.vocab_size, store_colbert=plan.colbert)
+        ptr = out.sparse.indptr
+        vectors = [{"dense": out.dense[i].tolist(),
+                    "sparse": m.SparseVector(indices=out.sparse.indices[ptr[i]:ptr[i + 1]].tolist(),
+                                             values=out.sparse.data[ptr[i]:ptr[i + 1]].tolist())}
+                   for i in range(n)]
+        for vector, tokens in zip(vectors, out.colbert or ()):
             vector["colbert"] = tokens.tolist()
     return [m.PointStruct(id=point_id(doc_id), vector=vector,
                           payload={"id": doc_id, "text": text, "metadata": meta})
@@ -188,7 +194,7 @@ def prepare_collection(client: Any, collection: str, embedder: Any, *, m3: bool,
         client.update_collection(collection, metadata={FINGERPRINT_KEY: fingerprint})
 
 
-def _plan(names: list[str], collection: str, dim: int, *, m3: bool, id_column: str,
+def _plan(names: list[str], collection: str, embedder: Any, *, m3: bool, id_column: str,
           text_column: str, metadata_columns: Sequence[str] | None, chunk: int) -> Plan:
     needed = [id_column, text_column, C.EMBEDDING]
     if m3:
@@ -197,15 +203,16 @@ def _plan(names: list[str], collection: str, dim: int, *, m3: bool, id_column: s
     if missing:
         hint = (" (embed it with embed_dataset; a BGE-M3 collection needs dense and sparse "
                 "outputs)" if set(missing) & _VECTOR_COLUMNS else "")
-        msg = (f"the dataset has no {', '.join(map(repr, missing))} column{hint}; its columns "
+        msg = (f"the dataset has no {', '.join(map(repr, missing))} column(s){hint}; its columns "
                f"are: {', '.join(names)}.")
         raise ValueError(msg)
     metadata_columns = C.metadata_names(names, id_column, text_column, metadata_columns)
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk <= 0:
         msg = f"batch_size must be a positive int (points per upsert), got {chunk!r}."
         raise ValueError(msg)
-    return Plan(collection=collection, dim=dim, id_column=id_column, text_column=text_column,
-                metadata_columns=tuple(metadata_columns), sparse=m3,
+    return Plan(collection=collection, dim=int(embedder.dim),
+                vocab_size=int(embedder.vocab_size) if m3 else 0, id_column=id_column,
+                text_column=text_column, metadata_columns=tuple(metadata_columns), sparse=m3,
                 colbert=m3 and C.COLBERT in names, chunk=chunk)
 
 
@@ -263,7 +270,7 @@ def write_qdrant(ds: ray.data.Dataset, collection: str, *, model: str,
     names = dataset_columns(ds)
     m3 = is_m3_model(model)
     embedder = _embedder(model, m3, core_options)
-    plan = _plan(names, collection, int(embedder.dim), m3=m3, id_column=id_column,
+    plan = _plan(names, collection, embedder, m3=m3, id_column=id_column,
                  text_column=text_column, metadata_columns=metadata_columns, chunk=batch_size)
     if url is not None:
         target = {"url": url, "api_key": api_key}
