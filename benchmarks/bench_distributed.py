@@ -15,8 +15,8 @@ process, polled while it runs).
     python benchmarks/bench_distributed.py --model BAAI/bge-small-en-v1.5 --out results.md
     python benchmarks/bench_distributed.py --gpus-per-worker 1 --dtype float16   # GPU actors
 
-Short runs on a machine shared with other jobs vary by 10-20%; best of ``--repeat`` runs is
-reported for each configuration.
+Short runs on a machine shared with other jobs vary a lot: ``--repeat`` rounds each run every
+configuration once (so all see similar load), and each configuration's best round is kept.
 """
 
 from __future__ import annotations
@@ -92,20 +92,24 @@ class ActorMemory:
             self._stop.wait(self._interval)
 
 
-def one_process(model: str, texts: list[str], threads: int, dtype: str, repeat: int
-                ) -> dict[str, float]:
-    import torch
+class OneProcess:
+    """The one-process engine: the model loaded once, then timed ``encode_documents`` runs."""
 
-    from bge_integrations import BGEEmbedder
+    def __init__(self, model: str, threads: int, dtype: str) -> None:
+        import torch
 
-    torch.set_num_threads(threads)
-    start = time.perf_counter()
-    embedder = BGEEmbedder(model, device="auto", dtype=dtype)
-    load = time.perf_counter() - start
-    embedder.encode_documents(texts[:64])  # warm-up
-    best = min(_timed(lambda: embedder.encode_documents(texts)) for _ in range(repeat))
-    return {"rows/s": len(texts) / best, "steady rows/s": len(texts) / best, "load s": load,
-            "seconds": best, "peak RSS MiB": peak_rss_mib()}
+        from bge_integrations import BGEEmbedder
+
+        torch.set_num_threads(threads)
+        start = time.perf_counter()
+        self.embedder = BGEEmbedder(model, device="auto", dtype=dtype)
+        self.load = time.perf_counter() - start
+
+    def run(self, texts: list[str]) -> dict[str, float]:
+        self.embedder.encode_documents(texts[:64])  # warm-up
+        seconds = _timed(lambda: self.embedder.encode_documents(texts))
+        return {"rows/s": len(texts) / seconds, "steady rows/s": len(texts) / seconds,
+                "seconds": seconds, "peak RSS MiB": peak_rss_mib()}
 
 
 def _timed(fn) -> float:  # noqa: ANN001 - a no-argument callable
@@ -186,23 +190,24 @@ def main() -> None:
     texts = (sentences * (args.texts // len(sentences) + 1))[: args.texts]
     cores = os.cpu_count() or 1
 
-    results = {"one process": one_process(model, texts, cores, args.dtype, args.repeat)}
-    baseline = results["one process"]["steady rows/s"]
+    single = OneProcess(model, cores, args.dtype)
     import ray
 
     ray.init(num_cpus=2 * cores, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    configs = {f"Ray, {a} actor{'s' if a > 1 else ''} x {cores / a:g} CPU": a for a in (1, 2)}
+    runs: dict[str, list[dict[str, float]]] = {"one process": [], **{k: [] for k in configs}}
     try:
-        threads = {}
-        for actors in (1, 2):
-            cpus = cores / actors
-            threads[actors] = omp_threads(ray, cpus)
-            runs = [ray_config(ray, model, texts, actors, cpus, args.gpus_per_worker,
-                               args.dtype, args.batch_size) for _ in range(args.repeat)]
-            results[f"Ray, {actors} actor{'s' if actors > 1 else ''} x {cpus:g} CPU"] = max(
-                runs, key=lambda r: r["steady rows/s"])
+        threads = {a: omp_threads(ray, cores / a) for a in configs.values()}
+        for _ in range(args.repeat):  # rounds: every configuration sees the same machine load
+            runs["one process"].append(single.run(texts))
+            for name, actors in configs.items():
+                runs[name].append(ray_config(ray, model, texts, actors, cores / actors,
+                                             args.gpus_per_worker, args.dtype, args.batch_size))
     finally:
         ray.shutdown()
+    results = {name: max(r, key=lambda x: x["steady rows/s"]) for name, r in runs.items()}
+    baseline = results["one process"]["steady rows/s"]
 
     one_actor = results[f"Ray, 1 actor x {cores:g} CPU"]["steady rows/s"]
     overhead = 1 - one_actor / baseline
@@ -210,7 +215,8 @@ def main() -> None:
     report = "\n".join([
         f"# Ray Data ingestion, {dt.date.today()} (git {git_rev()})", "",
         f"Model: `{model}`; {len(texts)} STS-B dev sentences; batch {args.batch_size} "
-        f"rows per actor call; dtype {args.dtype}; best of {args.repeat}. Machine: "
+        f"rows per actor call; dtype {args.dtype}; best of {args.repeat} rounds (each round runs "
+        f"every configuration once). Machine: "
         f"{machine['cpu']}, {cores} cores (shared with other jobs: short runs, +-10-20%). "
         f"Torch threads per actor (OMP_NUM_THREADS set by Ray): 1 actor {threads[1]}, "
         f"2 actors {threads[2]}.", "",
@@ -218,7 +224,7 @@ def main() -> None:
         f"Ray overhead at 1 actor (steady state): {overhead:.1%} (target < 15%). "
         f"Per-actor steady throughput: {one_actor:.0f} rows/s on {cores} cores = "
         f"{one_actor / cores:.0f} rows/s per CPU core.",
-        f"One-process model load: {results['one process']['load s']:.2f} s; peak RSS of the "
+        f"One-process model load: {single.load:.2f} s; peak RSS of the "
         f"one-process run: {results['one process']['peak RSS MiB']:.0f} MiB.", ""])
     print(report)
     if args.out:

@@ -76,7 +76,7 @@ def test_bad_targets_and_inputs(ray_cluster, tiny_bert: str, tmp_path: Path,
             ([str(tmp_path / "missing.jsonl"), "--to", str(tmp_path / "o")], "does not exist"),
             ([str(tmp_path / "docs.jsonl"), "--to", "s3://bucket/x"], "use qdrant://"),
             ([str(source), "--to", str(tmp_path / "o"), "--text-field", "body"],
-             "no 'body' column to embed; its columns are: id, text, lang")):
+             "no 'body' column to read; its columns are: id, text, lang")):
         assert main(["ingest", *argv, "--model", tiny_bert]) == 1
         assert message in capsys.readouterr().err
 

@@ -149,7 +149,7 @@ def test_bad_options_fail_on_the_driver(ray_cluster, tiny_bert: str, tiny_m3: st
     ds = ray_cluster.data.from_items([{"id": "1", "text": "x"}])
     with pytest.raises(ValueError, match="sparse outputs need a BGE-M3 model"):
         embed_dataset(ds, tiny_bert, sparse=True)
-    with pytest.raises(TypeError, match=r"unknown core option\(s\) 'devise'"):
+    with pytest.raises(TypeError, match=r"unknown option\(s\) 'devise'"):
         embed_dataset(ds, tiny_m3, devise="cpu")
     with pytest.raises(ValueError, match="on_error must be one of 'raise', 'collect'"):
         embed_dataset(ds, tiny_m3, on_error="skip")

@@ -75,7 +75,8 @@ def add_parser(sub: Any) -> None:
                     "Every input column is kept (the Parquet output adds embedding, "
                     "sparse_indices/sparse_values for BGE-M3, colbert and num_tokens).")
     parser.add_argument("input", help="a .jsonl, .csv, .tsv, .parquet or .txt file, or a "
-                                      "directory of .parquet files")
+                                      "directory of .parquet files; local or a URI Ray reads "
+                                      "(s3://..., gs://...)")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--to", metavar="TARGET",
                         help="qdrant://host:port/collection (API key from $QDRANT_API_KEY), or a "
@@ -114,22 +115,29 @@ def add_parser(sub: Any) -> None:
 
 
 def _read(ray: Any, path: str, text_field: str) -> Any:
-    source = Path(path).expanduser()
-    if not source.exists():
+    """A Ray Dataset of ``path``: a local file or directory, or a URI Ray can read
+    (``s3://bucket/docs.parquet``, ``gs://...``; without a suffix: a Parquet directory)."""
+    remote = "://" in path
+    source = Path(urlparse(path).path if remote else path).expanduser()
+    if not remote and not source.exists():
         msg = f"input {path!r} does not exist."
         raise FileNotFoundError(msg)
-    suffix = ".parquet" if source.is_dir() else source.suffix.lower()
+    directory = source.is_dir() if not remote else not source.suffix
+    suffix = ".parquet" if directory else source.suffix.lower()
     if suffix not in READERS:
         msg = (f"cannot tell the format of {path!r}: use a file ending in "
                f"{', '.join(READERS)}, or a directory of .parquet files.")
         raise ValueError(msg)
+    location = path if remote else str(source)
     reader = getattr(ray.data, READERS[suffix])
     if suffix == ".tsv":
         from pyarrow import csv
 
-        return reader(str(source), parse_options=csv.ParseOptions(delimiter="\t"))
-    ds = reader(str(source))
-    return ds.rename_columns({"text": text_field}) if suffix == ".txt" else ds
+        return reader(location, parse_options=csv.ParseOptions(delimiter="\t"))
+    ds = reader(location)
+    if suffix == ".txt" and text_field != "text":  # read_text names its one column "text"
+        ds = ds.rename_columns({"text": text_field})
+    return ds
 
 
 def _core_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -11,52 +10,30 @@ from ..core.embedder import BGEEmbedder
 from ..core.m3 import BGEM3Embedder
 from . import columns as C
 from ._ray import require_ray
+from .actors import (
+    ON_ERROR,
+    check_choice,
+    check_columns,
+    check_model_name,
+    check_options,
+    map_with_actors,
+)
 from .worker import EmbedWorker, Outputs
 
 if TYPE_CHECKING:
     import ray.data
 
-__all__ = ["embed_dataset", "dataset_columns", "actor_pool"]
+__all__ = ["embed_dataset"]
 
 SIDES = ("document", "query")
-ON_ERROR = ("raise", "collect")
 OUTPUT_DTYPES = ("float32", "float16")
-
-
-def dataset_columns(ds: ray.data.Dataset) -> list[str]:
-    """The column names of ``ds`` (Ray reads one block when the schema is not known yet)."""
-    schema = ds.schema()
-    return list(schema.names) if schema is not None else []
-
-
-def actor_pool(concurrency: int | tuple[int, int] | None) -> Any:
-    """Ray's ``ActorPoolStrategy`` for ``concurrency``: n actors, or ``(min, max)``."""
-    from ray.data import ActorPoolStrategy
-
-    if concurrency is None:
-        return ActorPoolStrategy(min_size=1, max_size=None)
-    if isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency > 0:
-        return ActorPoolStrategy(size=concurrency)
-    if (isinstance(concurrency, tuple) and len(concurrency) == 2
-            and all(isinstance(c, int) and not isinstance(c, bool) for c in concurrency)
-            and 0 < concurrency[0] <= concurrency[1]):
-        return ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
-    msg = (f"concurrency must be a positive int (that many actors), a (min, max) tuple of them "
-           f"(an autoscaling pool) or None (1 to as many as fit), got {concurrency!r}.")
-    raise ValueError(msg)
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        msg = f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}."
-        raise ValueError(msg)
 
 
 def _outputs(model: str, *, side: str, dense: bool, sparse: bool | None, colbert: bool,
              output_dtype: str, token_counts: bool, on_error: str) -> Outputs:
-    _check_choice("side", side, SIDES)
-    _check_choice("on_error", on_error, ON_ERROR)
-    _check_choice("output_dtype", output_dtype, OUTPUT_DTYPES)
+    check_choice("side", side, SIDES)
+    check_choice("on_error", on_error, ON_ERROR)
+    check_choice("output_dtype", output_dtype, OUTPUT_DTYPES)
     m3 = is_m3_model(model)
     if not m3 and (sparse or colbert):
         asked = [name for name, on in (("sparse", sparse), ("colbert", colbert)) if on]
@@ -70,23 +47,6 @@ def _outputs(model: str, *, side: str, dense: bool, sparse: bool | None, colbert
     return Outputs(m3=m3, side=side, dense=bool(dense), sparse=sparse, colbert=bool(colbert),
                    output_dtype=output_dtype, token_counts=bool(token_counts),
                    collect_errors=on_error == "collect")
-
-
-def _check_core_options(cls: type, model: str, options: Mapping[str, Any]) -> None:
-    """Unknown option names fail here, on the driver, not later in every actor."""
-    if "batch_size" in options:
-        msg = ("batch_size is embed_dataset's rows per actor call; the engine inside each "
-               "actor splits them into forward passes by max_batch_tokens.")
-        raise TypeError(msg)
-    try:
-        inspect.signature(cls).bind(model, **options)
-    except TypeError:
-        valid = [p for p in inspect.signature(cls).parameters if p not in (
-            "model_name_or_path", "batch_size")]
-        unknown = sorted(set(options) - set(valid))
-        msg = (f"unknown core option(s) {', '.join(map(repr, unknown))} for {cls.__name__}; "
-               f"valid: {', '.join(valid)}.")
-        raise TypeError(msg) from None
 
 
 def embed_dataset(ds: ray.data.Dataset, model: str, *, column: str = "text",
@@ -152,34 +112,13 @@ def embed_dataset(ds: ray.data.Dataset, model: str, *, column: str = "text",
         ['colbert', 'embedding', 'id', 'sparse_indices', 'sparse_values', 'text']
     """
     require_ray()
-    if not isinstance(model, str):
-        msg = (f"model must be a hub id or a local directory (a str): each actor loads its own "
-               f"copy; got {type(model).__name__}.")
-        raise TypeError(msg)
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
-        msg = f"batch_size must be a positive int (rows per actor call), got {batch_size!r}."
-        raise ValueError(msg)
+    check_model_name(model)
     outputs = _outputs(model, side=side, dense=dense, sparse=sparse, colbert=colbert,
                        output_dtype=output_dtype, token_counts=token_counts, on_error=on_error)
-    _check_core_options(BGEM3Embedder if outputs.m3 else BGEEmbedder, model, core_options)
-    names = dataset_columns(ds)
-    if names and column not in names:
-        msg = (f"the dataset has no {column!r} column to embed; its columns are: "
-               f"{', '.join(names)}. Pass column=<the text column>.")
-        raise ValueError(msg)
-    clash = [n for n in C.OUTPUT_COLUMNS if n in names]
-    if clash:
-        msg = (f"the dataset already has column(s) {', '.join(clash)}, which embed_dataset "
-               "adds; rename or drop them first (ds.rename_columns / ds.drop_columns).")
-        raise ValueError(msg)
-    remote = dict(ray_options or {})
-    if num_cpus is not None:
-        remote["num_cpus"] = num_cpus
-    if num_gpus is not None:
-        remote["num_gpus"] = num_gpus
-    return ds.map_batches(
-        EmbedWorker, fn_constructor_args=(model, outputs),
-        fn_constructor_kwargs={"column": column, "id_column": id_column,
-                               "core_options": dict(core_options)},
-        batch_format="pyarrow", batch_size=batch_size, compute=actor_pool(concurrency),
-        zero_copy_batch=True, **remote)
+    check_options(BGEM3Embedder if outputs.m3 else BGEEmbedder, model, core_options)
+    check_columns(ds, {"column": column}, C.OUTPUT_COLUMNS)
+    return map_with_actors(
+        ds, EmbedWorker, (model, outputs),
+        {"column": column, "id_column": id_column, "core_options": dict(core_options)},
+        batch_size=batch_size, concurrency=concurrency, num_cpus=num_cpus, num_gpus=num_gpus,
+        ray_options=ray_options)

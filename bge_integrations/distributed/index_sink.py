@@ -17,7 +17,7 @@ import pyarrow as pa
 from ..retrieval import DenseIndex, HybridIndex
 from . import columns as C
 from ._ray import require_ray
-from .embed import dataset_columns
+from .actors import dataset_columns
 from .qdrant_sink import WriteSummary
 
 if TYPE_CHECKING:

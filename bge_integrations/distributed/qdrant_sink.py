@@ -36,7 +36,7 @@ from ..retrieval.qdrant import QdrantHybridIndex, point_id
 from ..retrieval.vectors import EncodedDocs, check_dense
 from . import columns as C
 from ._ray import require_ray
-from .embed import dataset_columns
+from .actors import dataset_columns
 
 if TYPE_CHECKING:
     import ray.data

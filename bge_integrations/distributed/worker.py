@@ -19,6 +19,7 @@ import pyarrow as pa
 from ..core.embedder import BGEEmbedder
 from ..core.m3 import BGEM3Embedder
 from . import columns as C
+from .actors import screen_rows
 
 __all__ = ["EmbedWorker", "Outputs"]
 
@@ -51,18 +52,6 @@ class Outputs:
     output_dtype: str = "float32"
     token_counts: bool = False
     collect_errors: bool = False
-
-
-def _problem(value: object) -> str | None:
-    """Why ``value`` cannot be embedded, or None."""
-    if not isinstance(value, str):
-        return f"holds {type(value).__name__} {value!r:.60}, not a str"
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return f"is not valid Unicode (a lone surrogate at position {exc.start})"
-    return None
 
 
 class EmbedWorker:
@@ -100,27 +89,14 @@ class EmbedWorker:
             msg = (f"this batch has no {self._column!r} column (columns: "
                    f"{', '.join(batch.column_names)}).")
             raise ValueError(msg)
+        good, errors = screen_rows(batch, [self._column], self._id_column,
+                                   self._outputs.collect_errors)
         texts = batch.column(self._column).to_pylist()
-        problems = {i: p for i, t in enumerate(texts) if (p := _problem(t)) is not None}
-        errors = [None] * len(texts)
-        for i, problem in problems.items():
-            errors[i] = f"row {self._row_name(batch, i)}: column {self._column!r} {problem}"
-        if problems and not self._outputs.collect_errors:
-            first = errors[min(problems)]
-            msg = (f"{first}; fix the input, or pass on_error='collect' to route such rows to "
-                   f"an {C.ERROR!r} column ({len(problems)} bad rows in this batch).")
-            raise ValueError(msg)
-        good = [i for i in range(len(texts)) if i not in problems]
         for name, column in self._columns([texts[i] for i in good], good, len(texts)):
             batch = batch.append_column(name, column)
         if self._outputs.collect_errors:
             batch = batch.append_column(C.ERROR, pa.array(errors, type=pa.string()))
         return batch
-
-    def _row_name(self, batch: pa.Table, i: int) -> str:
-        if self._id_column in batch.column_names:
-            return f"{self._id_column}={batch.column(self._id_column)[i].as_py()!r}"
-        return f"#{i} of its batch (no {self._id_column!r} column to name it)"
 
     def _maybe_crash(self) -> None:
         marker, _, nth = self._crash_once.rpartition(":")
