@@ -20,7 +20,11 @@ from bge_integrations.distributed import (  # noqa: E402
     embed_dataset,
     sparse_dicts,
 )
-from bge_integrations.distributed.worker import _CRASH_ONCE_ENV  # noqa: E402
+from bge_integrations.distributed.worker import (  # noqa: E402
+    _CRASH_ONCE_ENV,
+    EmbedWorker,
+    Outputs,
+)
 
 TOL = 1e-5
 TEXTS = [f"document {i}: " + " ".join(f"w{(i * 7 + j) % 31}" for j in range(i % 17 + 1))
@@ -106,21 +110,23 @@ def test_bert_rows_equal_and_bad_rows_collected(ray_cluster, tiny_bert: str,
         np.testing.assert_allclose(row["embedding"], ref[j], atol=TOL, rtol=0)
 
 
-def test_bert_query_side_in_float16(ray_cluster, tiny_bert: str,
-                                    bert_embedder: BGEEmbedder) -> None:
-    table = run(ray_cluster, rows(), tiny_bert, blocks=2, concurrency=1, side="query",
-                output_dtype="float16")
+def test_worker_query_side_in_float16(tiny_bert: str, bert_embedder: BGEEmbedder) -> None:
+    """The actor's class, called in this process: the query side and half-precision output."""
+    worker = EmbedWorker(tiny_bert, Outputs(m3=False, side="query", output_dtype="float16"),
+                         core_options={"device": "cpu"})
+    table = worker(pa.table({"id": [r["id"] for r in rows()], "text": TEXTS}))
     assert table.schema.field("embedding").type == pa.list_(pa.float16(), 32)
     np.testing.assert_allclose(dense_matrix(table.column("embedding")),
-                               bert_embedder.encode_queries(TEXTS)[positions(table)],
-                               atol=1e-3, rtol=0)  # half precision
+                               bert_embedder.encode_queries(TEXTS), atol=1e-3, rtol=0)
 
 
-def test_bad_row_fails_naming_its_id(ray_cluster, tiny_bert: str) -> None:
-    items = rows(TEXTS[:6])
-    items[4]["text"] = None
-    with pytest.raises(Exception, match=r"row id='doc-4': column 'text' holds NoneType"):
-        run(ray_cluster, items, tiny_bert, blocks=2, concurrency=1)
+def test_bad_row_fails_naming_its_id(tiny_bert: str) -> None:
+    """In this process (the CLI test shows the same message ending a Ray job)."""
+    worker = EmbedWorker(tiny_bert, Outputs(m3=False), core_options={"device": "cpu"})
+    batch = pa.table({"id": ["doc-3", "doc-4"], "text": ["fine", None]})
+    with pytest.raises(ValueError, match=r"^row id='doc-4': column 'text' holds NoneType None, "
+                                         r"not a str; fix the input, or pass on_error='collect'"):
+        worker(batch)
 
 
 def test_killed_actor_is_restarted_and_rows_come_out_once(ray_cluster, tiny_bert: str,
