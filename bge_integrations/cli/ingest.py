@@ -140,11 +140,14 @@ def _read(ray: Any, path: str, text_field: str) -> Any:
     return ds
 
 
-def _core_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {"dtype": args.dtype}
-    if args.pooling:
-        options["pooling"] = args.pooling
-    return options
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What identifies the model's outputs (for the driver's copy: index, fingerprint)."""
+    return {"pooling": args.pooling} if args.pooling else {}
+
+
+def _worker_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The core options of the actors: the model's, plus how they compute."""
+    return {**_model_options(args), "dtype": args.dtype}
 
 
 def _write(ds: Any, args: argparse.Namespace, model: str) -> tuple[str, int, int | None]:
@@ -154,7 +157,7 @@ def _write(ds: Any, args: argparse.Namespace, model: str) -> tuple[str, int, int
     from .indexes import new_index, save_index
 
     if args.to_index:
-        index = new_index(model, device="cpu", **_core_options(args))
+        index = new_index(model, device="cpu", **_model_options(args))
         summary = write_index(ds, index, id_column=args.id_field, text_column=args.text_field)
         save_index(index, args.to_index)
         return f"index {args.to_index}", summary.rows, summary.tokens
@@ -163,7 +166,7 @@ def _write(ds: Any, args: argparse.Namespace, model: str) -> tuple[str, int, int
         summary = write_qdrant(ds, collection, model=model, url=url,
                                api_key=os.environ.get(QDRANT_API_KEY_ENV),
                                id_column=args.id_field, text_column=args.text_field,
-                               **_core_options(args))
+                               **_model_options(args))
         return args.to, summary.rows, summary.tokens
     if "://" in args.to:
         msg = f"--to {args.to!r}: use qdrant://host:port/collection or a local directory."
@@ -212,7 +215,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             side=args.side, colbert=args.colbert, concurrency=args.workers,
             batch_size=args.batch_size, num_cpus=args.cpus_per_worker,
             num_gpus=args.gpus_per_worker, id_column=args.id_field,
-            output_dtype=args.output_dtype, token_counts=True, **_core_options(args))
+            output_dtype=args.output_dtype, token_counts=True, **_worker_options(args))
         where, rows, tokens = _write(ds, args, model)
         seconds = time.perf_counter() - start
     except RayError as exc:
