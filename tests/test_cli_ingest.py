@@ -81,20 +81,23 @@ def test_bad_targets_and_inputs(ray_cluster, tiny_bert: str, tmp_path: Path,
         assert message in capsys.readouterr().err
 
 
-def test_ingest_to_index(ray_cluster, tiny_bert: str, bert_embedder, tmp_path: Path,
+def test_ingest_to_index(ray_cluster, tiny_m3: str, m3: BGEM3Embedder, tmp_path: Path,
                          capsys: pytest.CaptureFixture[str]) -> None:
-    from bge_integrations import DenseIndex
+    """BGE-M3 -> a saved HybridIndex (ColBERT on without --colbert: the index keeps it)."""
+    from bge_integrations import HybridIndex
     from bge_integrations.cli.indexes import open_index
 
     source = write_jsonl(tmp_path / "docs.jsonl", TEXTS)
-    code = main(["ingest", str(source), "--model", tiny_bert, "--to-index",
+    code = main(["ingest", str(source), "--model", tiny_m3, "--to-index",
                  str(tmp_path / "index"), "--workers", "1"])
     assert code == 0, capsys.readouterr().err
     assert f"ingested {len(TEXTS)} rows" in capsys.readouterr().err
     index = open_index(tmp_path / "index", device="cpu")
-    reference = DenseIndex(bert_embedder)
+    reference = HybridIndex(m3)
     reference.add(TEXTS, metadatas=[{"lang": "en" if i % 2 else "fr"} for i in range(12)],
                   ids=[f"r{i}" for i in range(12)])
-    got, want = index.search("line 3", k=5), reference.search("line 3", k=5)
-    assert [(h.id, h.metadata) for h in got] == [(h.id, h.metadata) for h in want]
-    np.testing.assert_allclose([h.score for h in got], [h.score for h in want], atol=1e-5)
+    for mode in ("hybrid", "colbert"):
+        got, want = index.search("line 3", k=5, mode=mode), reference.search("line 3", k=5,
+                                                                               mode=mode)
+        assert [(h.id, h.metadata) for h in got] == [(h.id, h.metadata) for h in want]
+        np.testing.assert_allclose([h.score for h in got], [h.score for h in want], atol=1e-5)

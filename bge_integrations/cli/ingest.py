@@ -93,7 +93,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--side", choices=["document", "query"], default="document",
                         help="query: apply the model's query instruction (default document)")
     parser.add_argument("--colbert", action="store_true",
-                        help="BGE-M3: also compute and store ColBERT token vectors")
+                        help="BGE-M3: also compute and store ColBERT token vectors (always on "
+                             "with --to-index: a HybridIndex keeps them)")
     parser.add_argument("--pooling", help="pooling for a model that is not in the registry")
     parser.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="compute dtype in the workers (auto: float16 on GPUs)")
@@ -199,6 +200,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from ..distributed import embed_dataset
     from ..distributed._ray import require_ray
     from .app import _model_name, _note
+    from .indexes import is_m3_model
 
     ray = require_ray()
     model = _model_name(args)
@@ -210,9 +212,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     context.raise_original_map_exception = True  # a worker's ValueError reaches the user
     try:
         start = time.perf_counter()
+        colbert = args.colbert or bool(args.to_index and is_m3_model(model))
         ds = embed_dataset(
             _read(ray, args.input, args.text_field), model, column=args.text_field,
-            side=args.side, colbert=args.colbert, concurrency=args.workers,
+            side=args.side, colbert=colbert, concurrency=args.workers,
             batch_size=args.batch_size, num_cpus=args.cpus_per_worker,
             num_gpus=args.gpus_per_worker, id_column=args.id_field,
             output_dtype=args.output_dtype, token_counts=True, **_worker_options(args))
