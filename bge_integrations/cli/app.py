@@ -31,6 +31,7 @@ from ..core.resolve import ModelNotFoundError
 from ..offline import go_offline_if_unreachable, looks_local, tiny_kind_for, tiny_model
 from ..retrieval import HybridIndex
 from . import ingest
+from . import rerank as rerank_cli
 from .demo import DEMO_QUERIES, print_hits, run_demo
 from .indexes import new_index, open_index, save_index
 from .model_table import models_markdown, models_table
@@ -311,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(demo)
     demo.set_defaults(handler=_cmd_demo)
     ingest.add_parser(sub)
+    rerank_cli.add_parser(sub)
     return parser
 
 

@@ -25,9 +25,11 @@ from .columns import (
 from .embed import embed_dataset
 from .index_sink import write_index
 from .qdrant_sink import WriteSummary, write_qdrant
+from .rerank import rerank_dataset
 
 __all__ = [
     "embed_dataset",
+    "rerank_dataset",
     "write_qdrant",
     "write_index",
     "WriteSummary",

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..core.embedder import BGEEmbedder
+from ..core.rerank import BGEReranker
 from .contract import DenseEncoder, DocBatch, Hit, Record, SearchRequest, single_query, validate_ids
 from .filters import filter_mask
 from .fusion import RetrievalMode, coerce_mode, top_k
@@ -52,6 +53,7 @@ from .persistence import (
     write_array,
     write_docs,
 )
+from .rerank_step import search_reranked
 from .vectors import check_dense
 
 __all__ = ["DenseIndex", "VECTORS_FILE"]
@@ -216,7 +218,8 @@ class DenseIndex:
                 for i in id_list if (r := state.row_of.get(i)) is not None]
 
     def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
-               mode: str | RetrievalMode = RetrievalMode.DENSE) -> list[Hit]:
+               mode: str | RetrievalMode = RetrievalMode.DENSE,
+               rerank: BGEReranker | None = None, candidates: int = 50) -> list[Hit]:
         """The ``k`` documents whose vectors have the largest inner product with the query's.
 
         Args:
@@ -225,11 +228,14 @@ class DenseIndex:
             filter: metadata filter, as for ``HybridIndex.search`` (e.g. ``{"lang": "en"}``,
                 ``{"year": {"$gte": 2020}}``); it is applied before the top k are taken.
             mode: ``"dense"``, the only mode of this index (see :attr:`modes`).
+            rerank: a ``BGEReranker`` that reorders the best ``candidates`` documents.
+            candidates: how many documents the reranker sees.
 
         Returns:
-            Hits, best first; ``hit.scores`` is ``{"dense": hit.score}``.
+            Hits, best first; ``hit.scores`` is ``{"dense": ...}`` (and ``"rerank"``).
         """
-        return self.search_many(single_query(query), k=k, filter=filter, mode=mode)[0]
+        return search_reranked(query, k, rerank, candidates, lambda n: self.search_many(
+            single_query(query), k=n, filter=filter, mode=mode)[0])
 
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None,

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..core.rerank import BGEReranker
 from ..core.scores import DEFAULT_WEIGHTS, colbert_scores, sparse_to_csr
 from .contract import (
     DocBatch,
@@ -68,6 +69,7 @@ from .persistence import (
     write_array,
     write_docs,
 )
+from .rerank_step import search_reranked
 from .storage import COLBERT_DTYPES, ColbertRows, Rows, SparseRows, object_rows
 from .vectors import EncodedDocs
 
@@ -344,7 +346,8 @@ class HybridIndex:
     def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
                mode: str | RetrievalMode = RetrievalMode.HYBRID,
                weights: Sequence[float] = DEFAULT_WEIGHTS,
-               fusion: str | Fusion = Fusion.WEIGHTED) -> list[Hit]:
+               fusion: str | Fusion = Fusion.WEIGHTED, rerank: BGEReranker | None = None,
+               candidates: int = 50) -> list[Hit]:
         """The ``k`` best documents for one query.
 
         Args:
@@ -355,6 +358,9 @@ class HybridIndex:
             mode: ``"hybrid"``, ``"dense"``, ``"sparse"`` or ``"colbert"``.
             weights: (dense, sparse, colbert) weights of ``hybrid`` mode.
             fusion: ``"weighted"`` (score fusion) or ``"rrf"`` (reciprocal rank fusion).
+            rerank: a ``BGEReranker`` that reorders the best ``candidates`` documents
+                (:mod:`.rerank_step`); their ``scores["rerank"]`` is its score.
+            candidates: how many documents the reranker sees.
 
         Returns:
             Hits, best first.
@@ -364,8 +370,9 @@ class HybridIndex:
             >>> sorted(hits[0].scores)  # doctest: +SKIP
             ['colbert', 'dense', 'sparse']
         """
-        return self.search_many(single_query(query), k=k, filter=filter, mode=mode,
-                                weights=weights, fusion=fusion)[0]
+        return search_reranked(query, k, rerank, candidates, lambda n: self.search_many(
+            single_query(query), k=n, filter=filter, mode=mode, weights=weights,
+            fusion=fusion)[0])
 
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None,
