@@ -179,3 +179,17 @@ def reranker(tiny_reranker: str):
     from bge_integrations import BGEReranker
 
     return BGEReranker(tiny_reranker, device="cpu")
+
+
+# -- distributed (issue 20): one local Ray cluster per session -------------------------------
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster with 4 logical CPUs (an actor pool of 2 plus Ray Data's own tasks
+    fit; 2 CPUs deadlock), no dashboard, progress bars off; shut down after the session."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+             object_store_memory=256 * 1024**2)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()

@@ -38,6 +38,7 @@ from ..offline import (
     tiny_model,
 )
 from ..retrieval import RetrievalMode
+from . import ingest
 from . import rerank as rerank_cli
 from .demo import DEMO_QUERIES, print_hits, run_demo
 from .eval import add_parser as add_eval_parser
@@ -353,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-k", type=_positive_int, default=3, help="hits per query (default 3)")
     _add_model_options(demo)
     demo.set_defaults(handler=_cmd_demo)
+    ingest.add_parser(sub)
     rerank_cli.add_parser(sub)
     add_eval_parser(sub)
     return parser
