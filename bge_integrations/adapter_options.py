@@ -25,7 +25,7 @@ from .core.inputs import validate_texts
 from .core.m3 import BGEM3Embedder
 from .core.registry import ModelSpec, find_spec
 
-__all__ = ["EmbedderOptions", "M3Options", "refuse_pickle"]
+__all__ = ["EmbedderOptions", "M3Options"]
 
 
 class M3Options(BaseModel):
@@ -161,18 +161,3 @@ def _from_configuration(cls: type[M3Options], configuration: dict[str, Any],
     registry row for its model first, if this process does not know the model)."""
     ensure_registered(registered)
     return cls(**configuration)
-
-
-def refuse_pickle(obj: object) -> TypeError:
-    """The error for pickling or deep-copying an object that holds an index.
-
-    An index holds documents, vectors and open files: it moves between processes through its
-    own ``save`` / ``load``, never through pickle.
-    """
-    name = type(obj).__name__
-    msg = (f"{name} cannot be pickled or deep-copied: it holds an index (documents, vectors "
-           "and open files). To search it in another process, save it with index.save(path) "
-           "and open it there with HybridIndex.load(path, BGEM3Embedder(...)) or "
-           "DenseIndex.load(path), then build the retriever on it; copy.copy() gives a "
-           "shallow copy that shares the index.")
-    return TypeError(msg)

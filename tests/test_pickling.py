@@ -111,6 +111,23 @@ def test_spawned_worker_rebuilds_each_object_from_the_model_files(
         assert_outputs_close(result, expected[name])
 
 
+def test_indexes_refuse_with_save_load_advice(m3: BGEM3Embedder, bert_embedder: BGEEmbedder
+                                              ) -> None:
+    """An index is not pickled (it holds open files and locks): a clear TypeError says how to
+    move it, on every backend, for pickle and deepcopy alike."""
+    from bge_integrations.retrieval import DenseIndex, QdrantHybridIndex
+
+    indexes = [HybridIndex(m3), DenseIndex(bert_embedder),
+               QdrantHybridIndex(m3, location=":memory:")]
+    for index in indexes:
+        index.add(["a text", "another text"], ids=["a", "b"])
+        for action in (pickle.dumps, copy.deepcopy):
+            with pytest.raises(TypeError, match=rf"{type(index).__name__} cannot be pickled.*"
+                                                r"index\.save\(path\)"):
+                action(index)
+        assert len(index) == 2
+
+
 def test_retrievers_refuse_with_save_load_advice(m3: BGEM3Embedder) -> None:
     index = HybridIndex(m3)
     index.add(["a text", "another text"], ids=["a", "b"])

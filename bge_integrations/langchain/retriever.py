@@ -15,11 +15,11 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, model_validator
 
-from ..adapter_options import M3Options, refuse_pickle
+from ..adapter_options import M3Options
 from ..core.rerank import BGEReranker
 from ..core.scores import DEFAULT_WEIGHTS
 from ..retrieval import Fusion, HybridIndex, QdrantHybridIndex, RetrievalMode
-from ..retrieval.contract import SearchRequest
+from ..retrieval.contract import SearchRequest, refuse_pickle
 from ..retrieval.rerank_step import check_rerank
 
 __all__ = ["BGEM3Retriever"]

@@ -22,14 +22,14 @@ from llama_index.core.settings import Settings
 from llama_index.core.vector_stores.types import MetadataFilters
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from ..adapter_options import M3Options, refuse_pickle
+from ..adapter_options import M3Options
 from ..core.rerank import BGEReranker
 from ..core.scores import DEFAULT_WEIGHTS
-from ..retrieval.contract import Hit, SearchIndex, SearchRequest
+from ..retrieval.contract import Hit, SearchIndex, SearchRequest, refuse_pickle
 from ..retrieval.filters import parse_filter
 from ..retrieval.fusion import Fusion, RetrievalMode
-from ..retrieval.rerank_step import check_rerank
 from ..retrieval.index import HybridIndex
+from ..retrieval.rerank_step import check_rerank
 from .filters import to_index_filter
 
 __all__ = ["BGEM3Retriever"]

@@ -22,8 +22,8 @@ from ..core.scores import DEFAULT_WEIGHTS, check_weights
 from .filters import FilterNode, parse_filter
 from .fusion import Fusion, RetrievalMode, coerce_fusion, coerce_mode
 
-__all__ = ["Hit", "Record", "DocBatch", "SearchRequest", "SearchIndex", "DenseEncoder",
-           "M3Encoder", "validate_ids", "single_query", "MAX_ID_LENGTH", "MAX_METADATA_DEPTH",
+__all__ = ["NotPicklable", "refuse_pickle", "Hit", "Record", "DocBatch", "SearchRequest",
+           "SearchIndex", "DenseEncoder", "M3Encoder", "validate_ids", "single_query", "MAX_ID_LENGTH", "MAX_METADATA_DEPTH",
            "MAX_METADATA_BYTES"]
 
 #: longest accepted document id, in characters
@@ -346,3 +346,29 @@ class SearchIndex(Protocol):
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None, mode: str | RetrievalMode = ...,
                     **options: Any) -> list[list[Hit]]: ...
+
+
+def refuse_pickle(obj: object) -> TypeError:
+    """The error for pickling or deep-copying an object that holds an index.
+
+    An index holds documents, vectors and open files: it moves between processes through its
+    own ``save`` / ``load``, never through pickle.
+    """
+    name = type(obj).__name__
+    msg = (f"{name} cannot be pickled or deep-copied: an index holds documents, vectors and "
+           "open files. To search it in another process, save it with index.save(path) and "
+           "open it there with HybridIndex.load(path, BGEM3Embedder(...)) or "
+           "DenseIndex.load(path) (and build the retriever on it); copy.copy() of a retriever "
+           "gives a shallow copy that shares its index.")
+    return TypeError(msg)
+
+
+class NotPicklable:
+    """Indexes move between processes by ``save`` / ``load``: pickling or deep-copying one
+    raises :func:`refuse_pickle`'s ``TypeError`` instead of failing on a lock inside it."""
+
+    def __reduce__(self) -> Any:
+        raise refuse_pickle(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        raise refuse_pickle(self)

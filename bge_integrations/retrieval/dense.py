@@ -35,8 +35,16 @@ import numpy as np
 
 from ..core.embedder import BGEEmbedder
 from ..core.rerank import BGEReranker
-from .contract import (DenseEncoder, DocBatch, Hit, Record, SearchRequest, single_query,
-                       validate_ids)
+from .contract import (
+    DenseEncoder,
+    DocBatch,
+    Hit,
+    NotPicklable,
+    Record,
+    SearchRequest,
+    single_query,
+    validate_ids,
+)
 from .filters import filter_mask
 from .fusion import RetrievalMode, coerce_mode, top_k
 from .identity import check_dense_model, dense_fingerprint, dense_options, saved_source
@@ -94,7 +102,7 @@ class _State:
                          [self.metadatas[r] for r in keep], self.vectors[keep])
 
 
-class DenseIndex:
+class DenseIndex(NotPicklable):
     """Documents, their embeddings and metadata in memory; exact inner-product search.
 
     Args:

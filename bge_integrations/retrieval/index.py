@@ -48,6 +48,7 @@ from .contract import (
     DocBatch,
     Hit,
     M3Encoder,
+    NotPicklable,
     Record,
     SearchRequest,
     require_m3,
@@ -129,7 +130,7 @@ class _State:
                       copy.deepcopy(self.metadatas.view[row]))
 
 
-class HybridIndex:
+class HybridIndex(NotPicklable):
     """An in-process BGE-M3 index: dense, sparse and ColBERT search with metadata filters.
 
     Args:

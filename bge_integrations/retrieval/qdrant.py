@@ -34,6 +34,7 @@ from .contract import (
     DocBatch,
     Hit,
     M3Encoder,
+    NotPicklable,
     Record,
     SearchRequest,
     require_m3,
@@ -123,7 +124,7 @@ def to_qdrant_filter(node: FilterNode | None) -> Any:
     return models.Filter(must=children) if isinstance(node, And) else models.Filter(should=children)
 
 
-class QdrantHybridIndex:
+class QdrantHybridIndex(NotPicklable):
     """BGE-M3 hybrid search on a Qdrant collection, with :class:`~.index.HybridIndex`'s contract.
 
     Args:
