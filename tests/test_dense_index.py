@@ -12,7 +12,8 @@ import pytest
 from helpers import _edit_manifest, _flip_bit, _rewrite, check_searches_see_whole_groups, generation
 
 from bge_integrations import BGEEmbedder, DenseIndex, HybridIndex
-from bge_integrations.cli.indexes import is_m3_model, new_index, open_index, save_index
+from bge_integrations.cli.indexes import new_index, open_index, save_index
+from bge_integrations.core.m3_heads import is_m3_model
 from bge_integrations.retrieval import IndexFileError, ModelMismatchError
 from bge_integrations.retrieval.dense import VECTORS_FILE
 from bge_integrations.retrieval.persistence import (

@@ -21,7 +21,8 @@ from typing import Any, TextIO
 from ..core.embedder import DEFAULT_MODEL
 from ..offline import model_or_fallback, tiny_kind_for, tiny_model
 from ..retrieval.contract import Hit
-from .indexes import embedder_of, is_m3_model, new_index
+from ..core.m3_heads import is_m3_model
+from .indexes import embedder_of, new_index
 from .textio import TextRecord, read_records
 
 __all__ = ["DEMO_QUERIES", "load_corpus", "print_hits", "run_demo"]

@@ -20,26 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from ..core.embedder import BGEEmbedder
-from ..core.m3 import HEAD_FILES, BGEM3Embedder
-from ..core.registry import Family, find_spec
+from ..core.m3 import BGEM3Embedder
+from ..core.m3_heads import is_m3_model
 from ..retrieval import DenseIndex, HybridIndex, IndexFileError, SearchIndex
 from ..retrieval.persistence import MANIFEST, load_json, saved_kind
 
-__all__ = ["LEGACY_MODEL_FILE", "is_m3_model", "embedder_of", "new_index", "save_index",
+__all__ = ["LEGACY_MODEL_FILE", "embedder_of", "new_index", "save_index",
            "open_index"]
 
 #: written next to a saved HybridIndex by earlier versions: the name or path of its model
 LEGACY_MODEL_FILE = "model.json"
 _LOADERS = {"dense": DenseIndex.load, "hybrid": HybridIndex.load}
-
-
-def is_m3_model(model: str) -> bool:
-    """Whether ``model`` is BGE-M3-like: registry family ``m3``, or a directory with its heads."""
-    spec = find_spec(model)
-    if spec is not None:
-        return spec.family is Family.M3
-    path = Path(model).expanduser()
-    return path.is_dir() and all((path / name).is_file() for name in HEAD_FILES.values())
 
 
 def embedder_of(index: SearchIndex) -> Any:

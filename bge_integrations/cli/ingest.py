@@ -200,7 +200,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from ..distributed import embed_dataset
     from ..distributed._ray import require_ray
     from .app import _model_name, _note
-    from .indexes import is_m3_model
+    from ..core.m3_heads import is_m3_model
 
     ray = require_ray()
     model = _model_name(args)

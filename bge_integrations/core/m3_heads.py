@@ -17,10 +17,13 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
-__all__ = ["HEAD_FILES", "load_head", "missing_heads_message", "check_vocabulary"]
+from .registry import Family, find_spec
+
+__all__ = ["HEAD_FILES", "load_head", "missing_heads_message", "check_vocabulary", "is_m3_model"]
 
 #: output name -> file holding its linear head next to the backbone weights
 HEAD_FILES = {"colbert": "colbert_linear.pt", "sparse": "sparse_linear.pt"}
@@ -135,3 +138,12 @@ def load_head(model_dir: str, name: str, hidden: int, device: torch.device,
     layer.load_state_dict({k: v.to(device=device, dtype=dtype, copy=True)
                            for k, v in tensors.items()}, assign=True)
     return layer.requires_grad_(False).eval()
+
+
+def is_m3_model(model: str) -> bool:
+    """Whether ``model`` is BGE-M3-like: registry family ``m3``, or a directory with its heads."""
+    spec = find_spec(model)
+    if spec is not None:
+        return spec.family is Family.M3
+    path = Path(model).expanduser()
+    return path.is_dir() and all((path / name).is_file() for name in HEAD_FILES.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..cli.indexes import is_m3_model
+from ..core.m3_heads import is_m3_model
 from ..core.embedder import BGEEmbedder
 from ..core.m3 import BGEM3Embedder
 from . import columns as C

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ..cli.indexes import is_m3_model
+from ..core.m3_heads import is_m3_model
 from ..core.embedder import BGEEmbedder
 from ..core.m3 import BGEM3Embedder
 from ..retrieval.contract import DocBatch

@@ -23,8 +23,8 @@ from .filters import FilterNode, parse_filter
 from .fusion import Fusion, RetrievalMode, coerce_fusion, coerce_mode
 
 __all__ = ["NotPicklable", "refuse_pickle", "Hit", "Record", "DocBatch", "SearchRequest",
-           "SearchIndex", "DenseEncoder", "M3Encoder", "validate_ids", "single_query", "MAX_ID_LENGTH", "MAX_METADATA_DEPTH",
-           "MAX_METADATA_BYTES"]
+           "SearchIndex", "DenseEncoder", "M3Encoder", "validate_ids", "single_query",
+           "MAX_ID_LENGTH", "MAX_METADATA_DEPTH", "MAX_METADATA_BYTES"]
 
 #: longest accepted document id, in characters
 MAX_ID_LENGTH = 512
