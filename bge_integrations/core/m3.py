@@ -185,8 +185,8 @@ class BGEM3Embedder(EncoderBase):
                                self._head("sparse", loaded) if sparse else None,
                                self._head("colbert", loaded) if colbert else None)
 
-        rows = self._engine.run(self._tokenize(texts, max_length), head,
-                                first_token_only=not (sparse or colbert))
+        rows = self._run(self._tokenize(texts, max_length), head,
+                         first_token_only=not (sparse or colbert), key=(dense, sparse, colbert))
         return M3Output(
             dense=np.stack([r[0] for r in rows]) if dense else None,
             sparse=[r[1] for r in rows] if sparse else None,
