@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder
-from bge_integrations.core.batcher import Batcher, TooManyTokensError, cancel_scope
+from bge_integrations.core.batcher import Batcher, TooManyTokensError, call_scope
 
 TEXTS = [f"text number {i} " + "word " * (i % 7) for i in range(40)]
 
@@ -119,30 +119,38 @@ def test_cancelled_job_leaves_nothing_queued(bert_embedder) -> None:
     assert sum(seen) <= 1 + 5  # at most the round that had started holds doomed texts
 
 
-def test_cancel_scope_stops_a_blocking_call(tiny_bert: str) -> None:
+def test_call_scope_counts_tokens_and_cancels_a_blocking_call(tiny_bert: str) -> None:
     emb = BGEEmbedder(tiny_bert, device="cpu")
     batcher = emb.share_batches(max_wait_ms=0)
     gate = threading.Event()
     real_run = emb._engine.run
     emb._engine.run = lambda ids, head, **kw: (gate.wait(5), real_run(ids, head, **kw))[1]
     errors: list[BaseException] = []
+    scope_holder: list = []
 
     def call() -> None:
-        with cancel_scope() as cancelled:
-            cancelled.set()
+        with call_scope() as scope:
+            scope_holder.append(scope)
             try:
                 emb.encode_documents(TEXTS[:3])
             except CancelledError as exc:
                 errors.append(exc)
 
-    blocker = batcher.submit([[2, 5, 3]], emb._dense_head, first_token_only=True)
+    first = batcher.submit([[2, 5, 3]], emb._dense_head, first_token_only=True)
     thread = threading.Thread(target=call)
     thread.start()
+    while not scope_holder or not scope_holder[0]._jobs:  # its job is queued
+        threading.Event().wait(0.01)
+    scope_holder[0].cancel()
     thread.join(5)
     gate.set()
-    blocker.future.result(5)
+    first.future.result(5)
+    with call_scope() as counted:
+        emb.encode_documents(TEXTS[:2])
     batcher.close()
+    del emb._engine.run
     assert len(errors) == 1 and not thread.is_alive()
+    assert counted.tokens == sum(len(r) for r in emb._tokenize(TEXTS[:2], 512))
 
 
 def test_limits_and_errors(bert_embedder) -> None:

@@ -10,9 +10,9 @@ default one token-budget batch per engine worker. A request larger than that is 
 several rounds, and between two of its rounds every other waiting request gets its turn, so
 no request waits for an unrelated long one beyond one round.
 
-Cancellation: a caller that gives up (``Job.cancel()``, or the cancel event of
-:func:`cancel_scope` around a blocking call) leaves nothing queued: its texts not yet in a
-round are dropped and its caller gets :class:`concurrent.futures.CancelledError`.
+Cancellation: a caller that gives up (``Job.cancel()``, or ``CallScope.cancel()`` of the
+:func:`call_scope` around a blocking call) leaves nothing queued: its texts not yet in a round
+are dropped and its caller gets :class:`concurrent.futures.CancelledError`.
 
 Embedders route their engine calls through a batcher with ``share_batches()``; the server does
 this for every model it serves.
@@ -31,34 +31,70 @@ from typing import Any
 
 from .engine import Engine, Head
 
-__all__ = ["Batcher", "Job", "TooManyTokensError", "cancel_scope"]
+__all__ = ["Batcher", "Job", "TooManyTokensError", "CallScope", "call_scope"]
 
-_CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
-    "bge_batcher_cancel", default=None)
+_SCOPE: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar(
+    "bge_batcher_scope", default=None)
 
 
 class TooManyTokensError(ValueError):
     """One call holds more tokens than the batcher's ``max_tokens_per_call``."""
 
 
-@contextmanager
-def cancel_scope() -> Iterator[threading.Event]:
-    """Blocking :meth:`Batcher.run` calls made in this context stop when the event is set.
+class CallScope:
+    """What the blocking calls made inside :func:`call_scope` cost, and a way to stop them.
 
-    The context travels into threads started with ``asyncio.to_thread`` (it copies context
-    variables), so an async server can cancel a blocking embed call it handed to a thread.
+    Attributes:
+        tokens: tokens of every call the batcher accepted in this scope (a service's usage).
+    """
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self._jobs: list[Job] = []
+        self._cancelled = False
+        self._lock = threading.Lock()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Drop this scope's queued texts; its blocked calls raise ``CancelledError``."""
+        with self._lock:
+            self._cancelled = True
+            jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            job.cancel()
+
+    def _attach(self, job: Job, tokens: int) -> None:
+        with self._lock:
+            self.tokens += tokens
+            if not self._cancelled:
+                self._jobs.append(job)
+                return
+        job.cancel()
+
+
+@contextmanager
+def call_scope(scope: CallScope | None = None) -> Iterator[CallScope]:
+    """Blocking :meth:`Batcher.run` calls made in this context report to ``scope``.
+
+    Cancelling the scope (from any thread) drops the calls' queued texts. The context travels
+    into ``asyncio.to_thread`` threads (context variables are copied), so an async server can
+    count a request's tokens and cancel its embed call when the client goes away.
 
     Example:
-        >>> with cancel_scope() as cancelled:  # doctest: +SKIP
-        ...     task = asyncio.to_thread(embedder.encode_documents, texts)
-        ...     ...; cancelled.set()  # the client went away: drop the queued texts
+        >>> with call_scope() as scope:  # doctest: +SKIP
+        ...     vectors = embedder.encode_documents(texts)  # another thread may scope.cancel()
+        >>> scope.tokens  # doctest: +SKIP
+        42
     """
-    event = threading.Event()
-    token = _CANCEL.set(event)
+    scope = CallScope() if scope is None else scope
+    token = _SCOPE.set(scope)
     try:
-        yield event
+        yield scope
     finally:
-        _CANCEL.reset(token)
+        _SCOPE.reset(token)
 
 
 class Job:
@@ -151,20 +187,16 @@ class Batcher:
             first_token_only: bool = False, key: Hashable | None = None) -> list[Any]:
         """:meth:`Engine.run`'s contract, sharing rounds with concurrent callers (blocking).
 
-        Inside :func:`cancel_scope`, setting its event drops this call's queued texts and
-        raises ``CancelledError``.
+        Inside :func:`call_scope` the call's tokens are counted there, and cancelling the
+        scope drops its queued texts and raises ``CancelledError``.
         """
+        scope = _SCOPE.get()
+        if scope is not None and scope.cancelled:
+            raise CancelledError
         job = self.submit(token_ids, head, first_token_only=first_token_only, key=key)
-        cancelled = _CANCEL.get()
-        if cancelled is None:
-            return job.future.result()
-        while True:
-            try:
-                return job.future.result(timeout=0.05)
-            except TimeoutError:
-                if cancelled.is_set():
-                    job.cancel()
-                    raise CancelledError from None
+        if scope is not None:
+            scope._attach(job, sum(len(row) for row in token_ids))
+        return job.future.result()
 
     def close(self) -> None:
         """Finish every queued job, then stop the batcher's thread."""
