@@ -157,7 +157,7 @@ def test_wrong_endpoint_for_a_model(service_url: str) -> None:
     assert httpx.get(service_url + "/v2/nothing").json()["error"]["message"] == "Not Found"
 
 
-# -- limits, key, shutdown, disconnects -------------------------------------------------------------
+# -- limits, key, shutdown, disconnects ------------------------------------------------------
 @pytest.fixture()
 def small_server(tiny_bert: str):
     """A server with tight limits and an API key (its service reachable for patching)."""

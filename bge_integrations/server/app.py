@@ -242,7 +242,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0]
         loc = [str(p) for p in first.get("loc", ())][1:]
         if first.get("type") == "json_invalid":
-            msg = f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})."
+            reason = first.get("ctx", {}).get("error", "parse error")
+            msg = f"the body is not valid JSON ({reason})."
             return JSON(error_body(400, msg, "body"), status_code=400)
         param = ".".join(loc) or "body"
         msg = f"{param}: {first.get('msg', 'invalid value')}"
