@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 
 from bge_integrations import BGEEmbedder
-from bge_integrations.server import ServedModel, ServerSettings, create_app, serve_in_thread
-
-pytest.importorskip("fastapi")
+from bge_integrations.server import BackgroundServer, ServedModel, ServerSettings, create_app
 
 TEXTS = ["The giant panda is a bear.", "What do pandas eat?", "Bamboo, mostly.", "Ok"]
 
@@ -164,7 +162,7 @@ def small_server(tiny_bert: str):
     settings = ServerSettings(max_inputs=4, max_tokens_per_request=60, max_body_bytes=2000,
                               api_key="s3cret", batch_wait_ms=0)
     app = create_app([ServedModel(tiny_bert, {"device": "cpu"})], settings)
-    with serve_in_thread(app) as url:
+    with BackgroundServer(app) as url:
         yield url, app, httpx.Client(base_url=url, headers={"authorization": "Bearer s3cret"},
                                      timeout=30)
 
@@ -241,7 +239,7 @@ def test_disconnected_client_leaves_no_work_queued(small_server) -> None:
 def test_graceful_shutdown_finishes_in_flight_requests(tiny_bert: str, bert_embedder) -> None:
     app = create_app([ServedModel(tiny_bert, {"device": "cpu"})])
     answers: list[httpx.Response] = []
-    with serve_in_thread(app) as url:
+    with BackgroundServer(app) as url:
         gate, waiting, _ = _gate_engine(app)
         caller = threading.Thread(target=lambda: answers.append(
             httpx.post(url + "/v1/embeddings", json={"input": TEXTS}, timeout=30)))

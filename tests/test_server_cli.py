@@ -15,8 +15,6 @@ import pytest
 
 from bge_integrations.cli import main
 
-pytest.importorskip("fastapi")
-
 
 def _free_port() -> int:
     with socket.socket() as sock:

@@ -11,7 +11,7 @@ from .app import ServerSettings, create_app
 from .errors import APIError
 from .models import MATRYOSHKA_MODELS, ServedModel
 from .ray import ray_app
-from .run import serve, serve_in_thread
+from .run import BackgroundServer, serve
 
 __all__ = ["create_app", "ServerSettings", "ServedModel", "APIError", "MATRYOSHKA_MODELS",
-           "serve", "serve_in_thread", "ray_app"]
+           "serve", "BackgroundServer", "ray_app"]

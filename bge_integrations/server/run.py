@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
@@ -12,7 +11,7 @@ import uvicorn
 from .app import ServerSettings, create_app
 from .models import ServedModel
 
-__all__ = ["serve", "serve_in_thread"]
+__all__ = ["serve", "BackgroundServer"]
 
 
 def serve(models: Sequence[ServedModel | str], *, host: str = "127.0.0.1", port: int = 8080,
@@ -37,32 +36,51 @@ def serve(models: Sequence[ServedModel | str], *, host: str = "127.0.0.1", port:
     uvicorn.Server(config).run()
 
 
-@contextmanager
-def serve_in_thread(app: Any, *, host: str = "127.0.0.1", port: int = 0,
-                    graceful_timeout: float = 30.0, log_level: str = "warning"
-                    ) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a background thread; yields its base URL.
+class BackgroundServer:
+    """``app`` under uvicorn in a background thread (notebooks, tests, benchmarks).
 
-    ``port=0`` takes a free port. On exit the server stops as on SIGTERM: in-flight requests
-    finish first. For notebooks, tests and benchmarks; production runs :func:`serve`.
+    ``port=0`` takes a free port. :meth:`stop` (or leaving the ``with`` block) stops it as
+    SIGTERM does: in-flight requests finish first. Production runs :func:`serve`.
 
     Example:
-        >>> with serve_in_thread(create_app(["BAAI/bge-small-en-v1.5"])) as url:  # doctest: +SKIP
-        ...     httpx.post(f"{url}/v1/embeddings", json={"input": "hi"})
+        >>> server = BackgroundServer(create_app(["BAAI/bge-small-en-v1.5"]))  # doctest: +SKIP
+        >>> url = server.start()  # 'http://127.0.0.1:41873'  # doctest: +SKIP
+        >>> server.stop()  # doctest: +SKIP
     """
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                            timeout_graceful_shutdown=graceful_timeout)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="bge-uvicorn", daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            msg = "the server stopped while starting; see its log above."
+
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0,
+                 graceful_timeout: float = 30.0, log_level: str = "warning") -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                                timeout_graceful_shutdown=graceful_timeout)
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+        self.url: str | None = None
+
+    def start(self) -> str:
+        """Start serving; returns the base URL once the models are loaded."""
+        if self._thread is not None:
+            msg = "this BackgroundServer was already started."
             raise RuntimeError(msg)
-        thread.join(0.02)
-    bound = server.servers[0].sockets[0].getsockname()
-    try:
-        yield f"http://{bound[0]}:{bound[1]}"
-    finally:
-        server.should_exit = True
-        thread.join()
+        self._thread = threading.Thread(target=self._server.run, name="bge-uvicorn",
+                                        daemon=True)
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                msg = "the server stopped while starting; see its log above."
+                raise RuntimeError(msg)
+            self._thread.join(0.02)
+        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    def stop(self) -> None:
+        """Stop after the in-flight requests (the models' queued work finishes too)."""
+        if self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join()
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
