@@ -11,7 +11,19 @@ import uvicorn
 from .app import ServerSettings, create_app
 from .models import ServedModel
 
-__all__ = ["serve", "BackgroundServer"]
+__all__ = ["serve", "BackgroundServer", "KEEP_ALIVE_S"]
+
+#: seconds an idle keep-alive connection stays open. Longer than clients' own idle limit
+#: (httpx: 5 s) so that the client, not the server, closes idle connections: a server that
+#: closes first races a client reusing the connection, and that request fails unanswered.
+KEEP_ALIVE_S = 30
+
+
+def _config(app: Any, host: str, port: int, graceful_timeout: float, log_level: str
+            ) -> uvicorn.Config:
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                          timeout_graceful_shutdown=graceful_timeout,
+                          timeout_keep_alive=KEEP_ALIVE_S)
 
 
 def serve(models: Sequence[ServedModel | str], *, host: str = "127.0.0.1", port: int = 8080,
@@ -30,10 +42,8 @@ def serve(models: Sequence[ServedModel | str], *, host: str = "127.0.0.1", port:
     Example:
         >>> serve(["BAAI/bge-small-en-v1.5"], port=8080)  # doctest: +SKIP
     """
-    app = create_app(models, settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                            timeout_graceful_shutdown=graceful_timeout, lifespan="on")
-    uvicorn.Server(config).run()
+    uvicorn.Server(_config(create_app(models, settings), host, port, graceful_timeout,
+                           log_level)).run()
 
 
 class BackgroundServer:
@@ -50,9 +60,7 @@ class BackgroundServer:
 
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0,
                  graceful_timeout: float = 30.0, log_level: str = "warning") -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                                timeout_graceful_shutdown=graceful_timeout)
-        self._server = uvicorn.Server(config)
+        self._server = uvicorn.Server(_config(app, host, port, graceful_timeout, log_level))
         self._thread: threading.Thread | None = None
         self.url: str | None = None
 
