@@ -56,7 +56,7 @@ class LoadedModel:
             return self.extras[key]
 
 
-_CACHE: dict[tuple[str, str, str, bool], LoadedModel] = {}
+_CACHE: dict[tuple[str, str, str, bool, str], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -68,29 +68,34 @@ def clear_model_cache() -> None:
 
 def load_model(name_or_path: str, *, device: str | torch.device | None = "auto",
                dtype: str | torch.dtype | None = "auto",
-               trust_remote_code: bool = False) -> LoadedModel:
-    """Load (or reuse) tokenizer + backbone for ``(model, device, dtype)``."""
+               trust_remote_code: bool = False, model_class: Any = None) -> LoadedModel:
+    """Load (or reuse) tokenizer + backbone for ``(model, device, dtype)``.
+
+    ``model_class``: what loads the weights (anything with ``from_pretrained``, e.g.
+    ``AutoModelForSequenceClassification`` or a native reranker module); default ``AutoModel``.
+    """
     resolved_device = resolve_device(device)
     dtype_name = resolve_dtype(dtype, resolved_device)
     path = resolve_model_dir(name_or_path)
-    key = (path, str(resolved_device), dtype_name, bool(trust_remote_code))
+    key = (path, str(resolved_device), dtype_name, bool(trust_remote_code),
+           getattr(model_class, "__qualname__", "AutoModel"))
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
             return cached
         loaded = _load_uncached(name_or_path, path, resolved_device, dtype_name,
-                                trust_remote_code)
+                                trust_remote_code, model_class)
         _CACHE[key] = loaded
         return loaded
 
 
 def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
-                   trust_remote_code: bool) -> LoadedModel:
+                   trust_remote_code: bool, model_class: Any = None) -> LoadedModel:
     from transformers import AutoModel, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(
+        model = (model_class or AutoModel).from_pretrained(
             path, trust_remote_code=trust_remote_code,
             **{_DTYPE_KWARG: TORCH_DTYPES[dtype_name]},
         )
