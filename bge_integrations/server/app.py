@@ -29,7 +29,14 @@ from .errors import APIError, error_body
 from .metrics import Metrics
 from .middleware import Guard, Metered
 from .models import LoadedServedModel, ModelPool, ServedModel
-from .schemas import ColbertRequest, EmbeddingRequest, SparseRequest, texts_of
+from .schemas import (
+    ColbertRequest,
+    EmbeddingRequest,
+    RerankRequest,
+    SparseRequest,
+    documents_of,
+    texts_of,
+)
 
 __all__ = ["ServerSettings", "create_app"]
 
@@ -95,6 +102,8 @@ class Service:
         self.pool = ModelPool(loaded)
         self.batchers = []
         for model in loaded:
+            if "rerank" in model.outputs:  # pairs are scored per request (no shared rounds)
+                continue
             batcher = model.embedder.share_batches(
                 max_wait_ms=settings.batch_wait_ms,
                 max_tokens_per_call=settings.max_tokens_per_request)
@@ -110,11 +119,11 @@ class Service:
         self.executor.shutdown(wait=True)
 
     async def run(self, request: Request, model: LoadedServedModel, endpoint: str,
-                  n_texts: int, fn: Callable[[], T]) -> tuple[T, int]:
+                  n_texts: int, fn: Callable[[], T], param: str = "input") -> tuple[T, int]:
         """``fn()`` in a request thread; returns its result and the tokens it ran.
 
         A client that disconnects first gets its queued texts dropped (nothing stays queued).
-        Core errors become 4xx answers naming ``input``.
+        Core errors become 4xx answers naming ``param``.
         """
         scope = CallScope()
 
@@ -136,11 +145,11 @@ class Service:
         try:
             result = task.result()
         except TooManyTokensError as exc:
-            raise APIError(413, str(exc), "input") from None
+            raise APIError(413, str(exc), param) from None
         except CancelledError:
             raise APIError(499, "the request was cancelled.") from None
         except (ValueError, TypeError) as exc:
-            raise APIError(400, str(exc), "input") from None
+            raise APIError(400, str(exc), param) from None
         self.metrics.texts.labels(model.id, endpoint).inc(n_texts)
         self.metrics.tokens.labels(model.id).inc(scope.tokens)
         return result, scope.tokens
@@ -337,3 +346,26 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one small function per en
             data.append(item)
         return JSON({"object": "list", "data": data, "model": model.id,
                      "usage": _usage(tokens)})
+
+    @app.post("/v1/rerank")
+    async def rerank(body: RerankRequest, request: Request) -> JSON:
+        """Cohere / Jina shape: ``results`` of ``index`` and ``relevance_score``, best first."""
+        service = _service(request)
+        model = service.pool.find(body.model, "rerank")
+        docs = documents_of(body.documents, service.settings.max_inputs)
+        reranker = model.core
+
+        def work() -> np.ndarray:
+            scores = reranker.compute_score([(body.query, d) for d in docs],
+                                            normalize=body.normalize)
+            return scores[-1] if scores.ndim == 2 else scores  # the deepest cutoff layer
+
+        scores, _ = await service.run(request, model, "rerank", len(docs), work, "documents")
+        order = sorted(range(len(docs)), key=lambda i: (-float(scores[i]), i))
+        results = []
+        for i in order[:body.top_n]:
+            item: dict[str, Any] = {"index": i, "relevance_score": float(scores[i])}
+            if body.return_documents:
+                item["document"] = {"text": docs[i]}
+            results.append(item)
+        return JSON({"object": "list", "model": model.id, "results": results})

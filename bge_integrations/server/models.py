@@ -57,30 +57,41 @@ class ServedModel:
         return (self.name,) if base == self.name else (self.name, base)
 
     @property
-    def is_m3(self) -> bool:
+    def kind(self) -> str:
+        """``"rerank"`` (a registered reranker, or ``kind`` in options), ``"m3"`` or ``"dense"``."""
+        from ..core.rerank_registry import find_reranker
+
+        if "kind" in self.options or find_reranker(self.name) is not None:
+            return "rerank"
         spec = find_spec(self.name)
-        return spec is not None and spec.family is Family.M3
+        return "m3" if spec is not None and spec.family is Family.M3 else "dense"
 
     def load(self) -> LoadedServedModel:
-        """Load the embedder (weights come from the shared model cache)."""
+        """Load the core object (weights come from the shared model cache)."""
         options = dict(self.options)
-        if self.is_m3:
+        kind = self.kind
+        core: Any
+        if kind == "rerank":
+            from ..core.rerank import BGEReranker
+
+            core = BGEReranker(self.name, **options)
+        elif kind == "m3":
             options.pop("pooling", None)
-            embedder: EncoderBase = BGEM3Embedder(self.name, **options)
+            core = BGEM3Embedder(self.name, **options)
         else:
-            embedder = BGEEmbedder(self.name, **options)
+            core = BGEEmbedder(self.name, **options)
         matryoshka = self.matryoshka
         if matryoshka is None:
             matryoshka = self.name.lower() in MATRYOSHKA_MODELS
-        return LoadedServedModel(self, embedder, matryoshka)
+        return LoadedServedModel(self, core, matryoshka)
 
 
 @dataclass
 class LoadedServedModel:
-    """A served model with its embedder."""
+    """A served model with its core object: an embedder, or a reranker."""
 
     config: ServedModel
-    embedder: EncoderBase
+    core: Any
     matryoshka: bool
 
     @property
@@ -88,18 +99,29 @@ class LoadedServedModel:
         return self.config.name
 
     @property
+    def embedder(self) -> EncoderBase:
+        """The core embedder (embedding models only)."""
+        if not isinstance(self.core, EncoderBase):
+            msg = f"{self.id!r} is a reranker, not an embedding model."
+            raise TypeError(msg)
+        return self.core
+
+    @property
     def outputs(self) -> tuple[str, ...]:
-        """What it answers: ``dense``, and ``sparse`` / ``colbert`` for BGE-M3 models."""
-        return ("dense", "sparse", "colbert") if isinstance(self.embedder, BGEM3Embedder) \
-            else ("dense",)
+        """What it answers: ``dense`` (+ ``sparse``, ``colbert`` for BGE-M3) or ``rerank``."""
+        if isinstance(self.core, BGEM3Embedder):
+            return ("dense", "sparse", "colbert")
+        return ("dense",) if isinstance(self.core, EncoderBase) else ("rerank",)
 
     def card(self) -> dict[str, Any]:
         """Its ``/v1/models`` entry."""
-        return {"id": self.id, "object": "model", "created": 0, "owned_by": "bge-integrations",
-                "dim": self.embedder.dim, "outputs": list(self.outputs),
-                "family": self.embedder.spec.family.value, "matryoshka": self.matryoshka,
-                "query_max_length": self.embedder.query_max_length,
-                "passage_max_length": self.embedder.passage_max_length}
+        card = {"id": self.id, "object": "model", "created": 0, "owned_by": "bge-integrations",
+                "outputs": list(self.outputs)}
+        if not isinstance(self.core, EncoderBase):
+            return {**card, "kind": self.core.kind.value, "max_length": self.core.max_length}
+        return {**card, "dim": self.core.dim, "family": self.core.spec.family.value,
+                "matryoshka": self.matryoshka, "query_max_length": self.core.query_max_length,
+                "passage_max_length": self.core.passage_max_length}
 
 
 class ModelPool:

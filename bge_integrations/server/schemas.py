@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from .errors import APIError
 
-__all__ = ["EmbeddingRequest", "SparseRequest", "ColbertRequest", "texts_of", "InputType"]
+__all__ = ["EmbeddingRequest", "SparseRequest", "ColbertRequest", "RerankRequest", "texts_of",
+           "documents_of", "InputType"]
 
 InputType = Literal["query", "document", "raw"]
 
@@ -52,6 +53,38 @@ class ColbertRequest(_Request):
     """Also return the lexical weights of each text (same forward pass)."""
 
 
+class RerankRequest(BaseModel):
+    """``POST /v1/rerank``: Cohere's and Jina's request (TEI's ``texts`` is accepted too)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    model: StrictStr | None = None
+    """A served reranker: its ``--model`` string or that string's last path component."""
+    query: StrictStr
+    """The search query."""
+    documents: Any = Field(default=None, alias="texts")
+    """Strings, or objects with a ``text`` field."""
+    top_n: StrictInt | None = Field(default=None, gt=0)
+    """Return only the best ``top_n`` (default: all, best first)."""
+    return_documents: StrictBool = False
+    """Echo each document's text in the results."""
+    normalize: StrictBool | None = None
+    """Sigmoid scores in 0..1 (``None``: the reranker's own setting, raw logits by default)."""
+
+
+def documents_of(value: object, max_inputs: int) -> list[str]:
+    """The rerank request's documents as strings (``{"text": ...}`` objects unwrapped)."""
+    if isinstance(value, list):
+        value = [item["text"] if isinstance(item, dict) and isinstance(item.get("text"), str)
+                 else item for item in value]
+    try:
+        return texts_of(value, max_inputs)
+    except APIError as exc:
+        param = exc.param.replace("input", "documents", 1) if exc.param else "documents"
+        message = exc.message.replace("input", "documents", 1)
+        raise APIError(exc.status, message, param) from None
+
+
 def texts_of(value: object, max_inputs: int) -> list[str]:
     """The request's ``input`` as a non-empty list of at most ``max_inputs`` strings.
 
@@ -74,18 +107,21 @@ def texts_of(value: object, max_inputs: int) -> list[str]:
         msg = (f"input holds {len(value)} strings, over this server's limit of {max_inputs} "
                "per request; split it into several requests.")
         raise APIError(413, msg, "input")
+    if all(_is_int(item) for item in value) or all(
+            isinstance(item, list) and item and all(_is_int(t) for t in item) for item in value):
+        msg = ("input holds token ids; this server tokenizes text itself with each model's "
+               "own tokenizer (ids from another tokenizer would mean other words): send "
+               "strings. LangChain's OpenAIEmbeddings: set check_embedding_ctx_length=False.")
+        raise APIError(400, msg, "input")
     for i, item in enumerate(value):
-        if isinstance(item, str):
-            continue
-        if isinstance(item, int) and not isinstance(item, bool) or (
-                isinstance(item, list) and all(isinstance(t, int) for t in item)):
-            msg = ("input holds token ids; this server tokenizes text itself with each model's "
-                   "own tokenizer (ids from another tokenizer would mean other words): send "
-                   "strings. LangChain's OpenAIEmbeddings: set check_embedding_ctx_length=False.")
-            raise APIError(400, msg, "input")
-        msg = f"input[{i}] must be a string, got {_json_type(item)}."
-        raise APIError(400, msg, f"input[{i}]")
+        if not isinstance(item, str):
+            msg = f"input[{i}] must be a string, got {_json_type(item)}."
+            raise APIError(400, msg, f"input[{i}]")
     return value
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _json_type(value: object) -> str:
