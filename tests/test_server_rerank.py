@@ -78,3 +78,31 @@ def test_remote_reranker_equals_the_core(rerank_url: str, reranker) -> None:
         remote.compute_score(["not a pair"])
     with pytest.raises(ServiceError, match="not served"):
         RemoteReranker(rerank_url, "nope").rerank(QUERY, DOCS)
+
+
+def test_rerank_adapters_in_client_mode(rerank_url: str, tiny_reranker: str) -> None:
+    from langchain_core.documents import Document
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from bge_integrations.langchain import BGERerank as LangChainRerank
+    from bge_integrations.llama_index import BGERerank as LlamaIndexRerank
+
+    docs = [Document(page_content=d, metadata={"i": i}) for i, d in enumerate(DOCS)]
+    for normalize in (False, True):
+        local = LangChainRerank(model_name=tiny_reranker, device="cpu", top_n=2,
+                                normalize=normalize)
+        remote = LangChainRerank(model_name="bge-reranker-v2-m3", base_url=rerank_url, top_n=2,
+                                 normalize=normalize)
+        got, want = remote.compress_documents(docs, QUERY), local.compress_documents(docs, QUERY)
+        assert [d.metadata["i"] for d in got] == [d.metadata["i"] for d in want]
+        np.testing.assert_allclose([d.metadata["relevance_score"] for d in got],
+                                   [d.metadata["relevance_score"] for d in want], atol=1e-6)
+    nodes = [NodeWithScore(node=TextNode(text=d, id_=str(i))) for i, d in enumerate(DOCS)]
+    local_li = LlamaIndexRerank(model_name=tiny_reranker, device="cpu", top_n=3)
+    remote_li = LlamaIndexRerank(model_name="bge-reranker-v2-m3", base_url=rerank_url, top_n=3)
+    got = remote_li.postprocess_nodes(nodes, query_str=QUERY)
+    want = local_li.postprocess_nodes(nodes, query_str=QUERY)
+    assert [n.node.id_ for n in got] == [n.node.id_ for n in want]
+    np.testing.assert_allclose([n.score for n in got], [n.score for n in want], atol=1e-6)
+    with pytest.raises(ValueError, match="device cannot be set here"):
+        LangChainRerank(model_name="bge-reranker-v2-m3", base_url=rerank_url, device="cpu")

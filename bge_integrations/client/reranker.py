@@ -23,6 +23,8 @@ class RemoteReranker:
         timeout: seconds per connect / read.
         max_retries: retries of connection failures (never of requests the server got).
         batch_size: most documents per request.
+        normalize: sigmoid scores (0..1) by default in every call (``None``: the server's
+            setting for the model, raw logits unless it was started otherwise).
 
     Example:
         >>> rr = RemoteReranker("http://127.0.0.1:8080", "bge-reranker-v2-m3")  # doctest: +SKIP
@@ -31,7 +33,8 @@ class RemoteReranker:
     """
 
     def __init__(self, base_url: str, model: str | None = None, *, api_key: str | None = None,
-                 timeout: float = 60.0, max_retries: int = 3, batch_size: int = 256) -> None:
+                 timeout: float = 60.0, max_retries: int = 3, batch_size: int = 256,
+                 normalize: bool | None = None) -> None:
         if not isinstance(batch_size, int) or batch_size <= 0:
             msg = f"batch_size must be a positive int, got {batch_size!r}."
             raise ValueError(msg)
@@ -39,6 +42,7 @@ class RemoteReranker:
                                     max_retries=max_retries)
         self.model_name = model
         self.batch_size = batch_size
+        self.normalize = normalize
 
     def compute_score(self, pairs: Sequence[tuple[str, str]] | tuple[str, str], *,
                       normalize: bool | None = None) -> np.ndarray:
@@ -58,7 +62,8 @@ class RemoteReranker:
         for i, (query, _) in enumerate(items):
             by_query.setdefault(query, []).append(i)
         for query, positions in by_query.items():
-            got = self._scores(query, [items[i][1] for i in positions], normalize)
+            got = self._scores(query, [items[i][1] for i in positions],
+                               self.normalize if normalize is None else normalize)
             scores[positions] = got
         return scores
 
@@ -74,7 +79,7 @@ class RemoteReranker:
             raise ValueError(msg)
         if not docs:
             return []
-        scores = self._scores(query, docs, None)
+        scores = self._scores(query, docs, self.normalize)
         order = sorted(range(len(docs)), key=lambda i: (-float(scores[i]), i))
         return [(i, float(scores[i])) for i in order[:top_n]]
 
