@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
              | PROMPT | ParrotFakeChatModel() | StrOutputParser())
     for doc in retriever.invoke(args.question):
         scores = ", ".join(f"{name}={value:.3f}" for name, value in
-                           doc.metadata["scores"].items())
-        print(f"{doc.metadata['score']:.4f} [{doc.id}] ({scores})")
+                           doc.metadata["bge_m3_scores"].items())
+        print(f"{doc.metadata['bge_m3_score']:.4f} [{doc.id}] ({scores})")
     answer = chain.invoke(args.question)
     print(f"answer:\n{answer}")
     return 0

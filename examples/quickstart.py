@@ -7,6 +7,7 @@ passages are embedded as they are. Vectors are L2-normalized, so a dot product i
 Usage:
     python examples/quickstart.py                # BAAI/bge-small-en-v1.5 (hub or HF cache)
     python examples/quickstart.py --offline      # the packaged all-MiniLM-L6-v2, no network
+    python examples/quickstart.py --tiny         # tiny random BGE-shaped model (scores are noise)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from bge_integrations import BGEEmbedder
-from bge_integrations.offline import FALLBACK_MODEL, model_or_fallback
+from bge_integrations.offline import FALLBACK_MODEL, model_or_fallback, tiny_model
 
 PASSAGES = [
     "The giant panda is a bear species endemic to China; it eats mostly bamboo.",
@@ -31,12 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="BAAI/bge-small-en-v1.5", help="hub id or directory")
     parser.add_argument("--offline", action="store_true",
                         help=f"use the packaged {FALLBACK_MODEL} (mean pooling), no download")
+    parser.add_argument("--tiny", action="store_true",
+                        help="use a tiny random BGE-shaped model (offline; scores are noise)")
     args = parser.parse_args(argv)
 
-    model = FALLBACK_MODEL if args.offline else args.model
-    model, notice = model_or_fallback(model)  # announces a fallback when the hub is down
-    if notice:
-        print(f"note: {notice}")
+    if args.tiny:
+        model = tiny_model("bert")
+    else:
+        model = FALLBACK_MODEL if args.offline else args.model
+        model, notice = model_or_fallback(model)  # announces a fallback when the hub is down
+        if notice:
+            print(f"note: {notice}")
     embedder = BGEEmbedder(model)
     print(f"model: {model} ({embedder.spec.pooling.value} pooling, {embedder.dim}-d), "
           f"query instruction: {embedder.spec.query_instruction!r}")
@@ -44,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     q = embedder.encode_queries(QUERIES)      # instruction applied
     p = embedder.encode_documents(PASSAGES)   # no instruction
     scores = q @ p.T                          # cosine similarities, shape (2, 4)
-    for query, row in zip(QUERIES, scores):
+    for query, row in zip(QUERIES, scores, strict=True):
         best = int(row.argmax())
         print(f"query: {query}\n  best: {PASSAGES[best]}  (score {row[best]:.3f})")
     return 0

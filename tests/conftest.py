@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import torch  # noqa: E402
+from helpers import CORPUS, IDS, METADATAS  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+from bge_integrations import BGEM3Embedder, HybridIndex  # noqa: E402
 from bge_integrations.tiny_models import build_tiny_model  # noqa: E402
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -145,3 +152,45 @@ def service_url(tiny_bert: str, tiny_m3: str, minilm_dir: str):
                                   matryoshka=True)])
     with BackgroundServer(app) as url:
         yield url
+
+
+# -- index tests: one torch thread, a tiny BGE-M3 with meaningful rankings, the indexed corpus ---
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run ~10x faster on one thread when the CPUs are shared (index tests use it
+    for the whole module: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def m3x(tiny_m3: str, tmp_path_factory: pytest.TempPathFactory) -> BGEM3Embedder:
+    """The tiny M3 with weights that make rankings meaningful.
+
+    The plain tiny model maps every text to nearly the same CLS vector (cosines within 1e-5)
+    and its sparse head keeps almost no token. Here encoder weights are scaled x20 (cosines
+    from about 0.2 to 0.95) and the sparse head gets a positive bias (most tokens weigh in),
+    so score gaps between documents are far above float rounding.
+    """
+    path = tmp_path_factory.getbasetemp() / "spread" / "bge-m3"
+    if not path.exists():  # build once per session
+        shutil.copytree(tiny_m3, path)
+        weights = load_file(path / "model.safetensors")
+        for name, tensor in weights.items():
+            if "encoder" in name and name.endswith("weight") and tensor.ndim == 2:
+                weights[name] = tensor * 20
+        save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
+        head = torch.load(path / "sparse_linear.pt", weights_only=True)
+        torch.save({"weight": head["weight"] * 0.1, "bias": torch.full_like(head["bias"], 0.3)},
+                   path / "sparse_linear.pt")
+    return BGEM3Embedder(str(path), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def index(m3x: BGEM3Embedder) -> HybridIndex:
+    """The index tests' corpus in a HybridIndex (per module: some tests change it)."""
+    idx = HybridIndex(m3x, candidates=100)
+    idx.add(CORPUS, metadatas=METADATAS, ids=IDS)
+    return idx

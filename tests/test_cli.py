@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import bge_integrations
 from bge_integrations import HybridIndex, list_models
@@ -70,8 +71,7 @@ def test_embed_documents_to_npy_equals_the_core(capsys: pytest.CaptureFixture[st
     assert code == 0 and out == ""
     assert "--tiny" in err and "wrote 40 x 32" in err
     texts = [record.text for record in read_records(str(CORPUS))]
-    np.testing.assert_allclose(np.load(out_file), bert_embedder.encode_documents(texts),
-                               atol=1e-6)
+    assert_close(np.load(out_file), bert_embedder.encode_documents(texts))
 
 
 def test_embed_query_side_from_stdin_to_stdout(capsys: pytest.CaptureFixture[str],
@@ -86,7 +86,7 @@ def test_embed_query_side_from_stdin_to_stdout(capsys: pytest.CaptureFixture[str
     rows = [json.loads(line) for line in out.splitlines()]
     assert [row["id"] for row in rows] == [0, 1]
     vectors = np.array([row["embedding"] for row in rows])
-    np.testing.assert_allclose(vectors, bert_embedder.encode_queries(queries), atol=1e-6)
+    assert_close(vectors, bert_embedder.encode_queries(queries))
     assert not np.allclose(vectors, bert_embedder.encode_documents(queries), atol=1e-3)
 
 

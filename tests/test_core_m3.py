@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from helpers import assert_sparse_close
 from transformers import AutoModel, AutoTokenizer
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder, M3Output
@@ -56,13 +57,6 @@ def ref_lexical(q: dict, p: dict) -> float:
 
 def ref_colbert(q: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean([max(float(qv @ pv) for pv in p) for qv in q]))
-
-
-def assert_sparse_close(got: list[dict], want: list[dict]) -> None:
-    for g, w in zip(got, want, strict=True):
-        assert set(g) == set(w)
-        for k in w:
-            assert abs(g[k] - w[k]) < 1e-5
 
 
 def test_outputs_match_reference(m3: BGEM3Embedder, tiny_m3: str) -> None:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_index import check_searches_see_whole_groups
-from test_index_persistence import _edit_manifest, _flip_bit, _rewrite, generation
+from helpers import _edit_manifest, _flip_bit, _rewrite, check_searches_see_whole_groups, generation
 
 from bge_integrations import BGEEmbedder, DenseIndex, HybridIndex
 from bge_integrations.cli.indexes import is_m3_model, new_index, open_index, save_index

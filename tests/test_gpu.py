@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from test_core_m3 import assert_sparse_close
+from helpers import assert_sparse_close
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder
 

@@ -4,104 +4,27 @@ get, filters, validation, float16 storage and concurrency. Persistence: test_ind
 
 from __future__ import annotations
 
-import functools
-import shutil
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import load_file, save_file
+from helpers import (
+    CORPUS,
+    IDS,
+    METADATAS,
+    MODES,
+    QUERIES,
+    SCORE_KEY,
+    assert_ranking,
+    assert_same_hits,
+    check_searches_see_whole_groups,
+    reference,
+)
 
-from bge_integrations import BGEM3Embedder, Hit, HybridIndex
+from bge_integrations import BGEM3Embedder, HybridIndex
 from bge_integrations.retrieval import index as index_module
-from bge_integrations.tiny_models import TINY_CORPUS
 
-MODES = ("dense", "sparse", "colbert", "hybrid")
-SCORE_KEY = {"dense": "dense", "sparse": "sparse", "colbert": "colbert",
-             "hybrid": "colbert+sparse+dense"}
-QUERIES = ["what is a panda bear?", "capital of France", "BGE embedding model for retrieval",
-           "sparse keyword matches"]
-CORPUS = list(TINY_CORPUS)
-IDS = [f"doc-{i}" for i in range(len(CORPUS))]
-METADATAS = [{"i": i, "parity": "even" if i % 2 == 0 else "odd", "score": i / 4,
-              "tags": ["a", "b"] if i % 3 == 0 else ["c"], "flag": i < 5,
-              **({"extra": i} if i % 4 == 0 else {})} for i in range(len(CORPUS))]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models run ~10x faster on one thread when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def m3x(tiny_m3: str, tmp_path_factory: pytest.TempPathFactory) -> BGEM3Embedder:
-    """The tiny M3 with weights that make rankings meaningful.
-
-    The plain tiny model maps every text to nearly the same CLS vector (cosines within 1e-5)
-    and its sparse head keeps almost no token. Here encoder weights are scaled x20 (cosines
-    from about 0.2 to 0.95) and the sparse head gets a positive bias (most tokens weigh in),
-    so score gaps between documents are far above float rounding.
-    """
-    path = tmp_path_factory.getbasetemp() / "spread" / "bge-m3"
-    if not path.exists():  # other test modules import this fixture: build once per session
-        shutil.copytree(tiny_m3, path)
-        weights = load_file(path / "model.safetensors")
-        for name, tensor in weights.items():
-            if "encoder" in name and name.endswith("weight") and tensor.ndim == 2:
-                weights[name] = tensor * 20
-        save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
-        head = torch.load(path / "sparse_linear.pt", weights_only=True)
-        torch.save({"weight": head["weight"] * 0.1, "bias": torch.full_like(head["bias"], 0.3)},
-                   path / "sparse_linear.pt")
-    return BGEM3Embedder(str(path), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def index(m3x: BGEM3Embedder) -> HybridIndex:
-    idx = HybridIndex(m3x, candidates=100)
-    idx.add(CORPUS, metadatas=METADATAS, ids=IDS)
-    return idx
-
-
-@functools.cache
-def _reference(m3: BGEM3Embedder, query: str, texts: tuple[str, ...],
-               weights: tuple[float, float, float]) -> dict[str, np.ndarray]:
-    scores = m3.compute_score([(query, t) for t in texts], weights=weights)
-    return {k: np.asarray(v) for k, v in scores.items()}
-
-
-def reference(m3: BGEM3Embedder, query: str, texts: list[str] = CORPUS,
-              weights: tuple[float, float, float] = (0.4, 0.2, 0.4)) -> dict[str, np.ndarray]:
-    """Brute force: compute_score of the query with every text (cached)."""
-    return _reference(m3, query, tuple(texts), weights)
-
-
-def assert_ranking(hits: list[Hit], ids: list[str], scores: np.ndarray, k: int,
-                   *, positive_only: bool = False, tol: float = 1e-5) -> None:
-    """The hits are the brute-force top k: same ids in the same order, same scores."""
-    order = [i for i in np.argsort(-scores, kind="stable") if scores[i] > 0 or not positive_only]
-    want = order[:k]
-    assert [h.id for h in hits] == [ids[i] for i in want]
-    np.testing.assert_allclose([h.score for h in hits], scores[want], atol=tol, rtol=0)
-
-
-def assert_same_hits(got: list[list[Hit]], want: list[list[Hit]], tol: float = 1e-5) -> None:
-    """Same ids, texts, metadata in the same order; scores equal within ``tol``."""
-    assert [[(h.id, h.text, h.metadata) for h in hits] for hits in got] == [
-        [(h.id, h.text, h.metadata) for h in hits] for hits in want]
-    for a, b in zip(got, want):
-        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=tol, rtol=0)
-        for x, y in zip(a, b):
-            assert x.scores == pytest.approx(y.scores, abs=tol)
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster
 
 @pytest.mark.parametrize("mode", MODES)
 def test_ranking_equals_brute_force_compute_score(index: HybridIndex, m3x: BGEM3Embedder,
@@ -314,57 +237,6 @@ def test_empty_index_and_empty_filter_result(m3x: BGEM3Embedder, index: HybridIn
     assert HybridIndex(m3x).search(QUERIES[0]) == []
     assert len(HybridIndex(m3x)) == 0
     assert index.search(QUERIES[0], filter={"i": 999}) == []
-
-
-def check_searches_see_whole_groups(idx: Any, corpus: list[str],
-                                    search: Callable[[int], list[list[Hit]]]) -> None:
-    """8 threads search (reader ``i`` calls ``search(i)``) while a writer adds and deletes
-    groups of 3 documents on ``idx``, which holds ``corpus[:6]`` as group "base" first.
-
-    Each group is added by one ``add`` and removed by one ``delete``, so every search must see
-    each group whole or not at all; the base documents are always there.
-    """
-    idx.add(corpus[:6], metadatas=[{"group": "base"}] * 6)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    searches = [0]
-
-    def writer() -> None:
-        try:
-            for n in range(12):
-                group = [f"g{n}-{j}" for j in range(3)]
-                idx.add(corpus[6 + n % 6: 9 + n % 6], metadatas=[{"group": f"g{n}"}] * 3,
-                        ids=group)
-                if n % 2:
-                    idx.delete([f"g{n - 1}-{j}" for j in range(3)])
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            stop.set()
-
-    def reader(i: int) -> None:
-        try:
-            while not stop.is_set():
-                for hits in search(i):
-                    groups: dict[str, int] = {}
-                    for hit in hits:
-                        groups[hit.metadata["group"]] = groups.get(hit.metadata["group"], 0) + 1
-                    assert groups.pop("base") == 6
-                    assert all(count == 3 for count in groups.values()), groups
-                searches[0] += 1
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-            stop.set()
-
-    threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
-    threads.append(threading.Thread(target=writer))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors[0]
-    assert searches[0] >= 8
-    assert len(idx) == 6 + 6 * 3  # 12 groups added, 6 deleted
 
 
 def test_concurrent_searches_see_whole_adds_and_deletes(m3x: BGEM3Embedder) -> None:

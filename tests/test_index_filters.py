@@ -6,46 +6,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from test_index import (  # noqa: F401 - shared data, helpers and fixtures
-    CORPUS,
-    IDS,
-    METADATAS,
-    QUERIES,
-    assert_ranking,
-    index,
-    m3x,
-    one_torch_thread,
-    reference,
-)
+from helpers import CORPUS, FILTER_CASES, IDS, METADATAS, QUERIES, assert_ranking, reference
 
 from bge_integrations import HybridIndex
 from bge_integrations.retrieval import parse_filter
 
-#: (filter, the same condition written in Python)
-FILTER_CASES: list[tuple[dict, Callable[[dict], bool]]] = [
-    ({"parity": "even"}, lambda m: m["i"] % 2 == 0),
-    ({"parity": {"$eq": "odd"}}, lambda m: m["i"] % 2 == 1),
-    ({"parity": {"$ne": "odd"}}, lambda m: m["i"] % 2 == 0),
-    ({"extra": {"$ne": 4}}, lambda m: m["i"] != 4),  # a missing field matches $ne
-    ({"extra": {"$gt": 0}}, lambda m: m["i"] in (4, 8, 12)),  # and nothing else
-    ({"i": {"$in": [1, 3, 5, 100]}}, lambda m: m["i"] in (1, 3, 5)),
-    ({"i": {"$gt": 10}}, lambda m: m["i"] > 10),
-    ({"i": {"$gte": 10}}, lambda m: m["i"] >= 10),
-    ({"i": {"$lt": 3}}, lambda m: m["i"] < 3),
-    ({"i": {"$lte": 3}}, lambda m: m["i"] <= 3),
-    ({"score": {"$gte": 1.5, "$lt": 2.5}}, lambda m: 1.5 <= m["i"] / 4 < 2.5),
-    ({"score": 0.5}, lambda m: m["i"] == 2),
-    ({"flag": True}, lambda m: m["i"] < 5),
-    ({"flag": 1}, lambda m: False),  # equality is type-aware: 1 is not True
-    ({"tags": "a"}, lambda m: m["i"] % 3 == 0),  # a list field matches when an element does
-    ({"tags": {"$in": ["b", "c"]}}, lambda m: True),
-    ({"$or": [{"i": {"$lt": 2}}, {"i": {"$gt": 12}}]}, lambda m: m["i"] in (0, 1, 13)),
-    ({"$and": [{"parity": "even"}, {"i": {"$gte": 6}}]}, lambda m: m["i"] in (6, 8, 10, 12)),
-    ({"parity": "even", "flag": False}, lambda m: m["i"] in (6, 8, 10, 12)),
-    ({"$or": [{"$and": [{"parity": "odd"}, {"i": {"$lt": 5}}]}, {"extra": 12}]},
-     lambda m: m["i"] in (1, 3, 12)),
-]
-
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster
 
 @pytest.mark.parametrize(("spec", "predicate"), FILTER_CASES,
                          ids=[str(c[0]) for c in FILTER_CASES])

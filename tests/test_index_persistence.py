@@ -8,15 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_index import (  # noqa: F401 - shared data, helpers and fixtures
+from helpers import (
     CORPUS,
     IDS,
     METADATAS,
     MODES,
     QUERIES,
+    _edit_manifest,
+    _flip_bit,
+    _rewrite,
     assert_same_hits,
-    m3x,
-    one_torch_thread,
+    generation,
 )
 
 from bge_integrations import BGEM3Embedder, HybridIndex
@@ -24,6 +26,7 @@ from bge_integrations.retrieval import IndexFileError, ModelMismatchError, persi
 from bge_integrations.retrieval.persistence import MANIFEST
 from bge_integrations.tiny_models import build_tiny_model
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster
 FILES = ["docs.json", "dense.npy", "sparse_indptr.npy", "sparse_indices.npy",
          "sparse_values.npy", "colbert.npy", "colbert_offsets.npy"]
 
@@ -55,10 +58,6 @@ def built(m3x: BGEM3Embedder) -> HybridIndex:  # noqa: F811
 def saved(built: HybridIndex, tmp_path: Path) -> Path:
     built.save(tmp_path / "index")
     return tmp_path / "index"
-
-
-def generation(directory: Path) -> Path:
-    return directory / json.loads((directory / MANIFEST).read_text())["generation"]
 
 
 def test_round_trip_gives_the_same_index(built: HybridIndex, saved: Path,
@@ -147,12 +146,6 @@ def test_crash_mid_save_leaves_previous_index_readable(
     assert_same_index(HybridIndex.load(saved, m3x), built)
 
 
-def _flip_bit(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) - 3] ^= 0x10
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize("name", FILES)
 def test_bit_flip_in_any_file_is_detected(saved: Path, m3x: BGEM3Embedder,  # noqa: F811
                                           name: str) -> None:
@@ -171,20 +164,6 @@ def test_truncated_or_missing_file_is_detected(saved: Path, m3x: BGEM3Embedder, 
     path.unlink()
     with pytest.raises(IndexFileError, match="is missing"):
         HybridIndex.load(saved, m3x)
-
-
-def _edit_manifest(directory: Path, edit) -> None:  # noqa: ANN001 - a dict -> None function
-    manifest = json.loads((directory / MANIFEST).read_text())
-    edit(manifest)
-    (directory / MANIFEST).write_text(json.dumps(manifest))
-
-
-def _rewrite(directory: Path, name: str, write) -> None:  # noqa: ANN001 - a Path -> None function
-    """Replace one data file and record it in the manifest, as a buggy writer would."""
-    path = generation(directory) / name
-    write(path)
-    _edit_manifest(directory, lambda m: m["files"].__setitem__(name, {
-        "bytes": path.stat().st_size, "sha256": persistence._sha256(path)}))
 
 
 @pytest.mark.parametrize(("corrupt", "match"), [

@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from loop_ticks import ticks_during
+from helpers import assert_close
 from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
+from loop_ticks import ticks_during
 from pydantic import ValidationError
 
 from bge_integrations import BGEEmbedder
@@ -85,38 +86,32 @@ def minilm(minilm_dir: str) -> BGEEmbeddings:
 
 
 def test_vectors_equal_core(emb: BGEEmbeddings, bert_embedder: BGEEmbedder) -> None:
-    np.testing.assert_allclose(emb.embed_documents(DOCS), bert_embedder.encode_documents(DOCS),
-                               atol=1e-6)
-    np.testing.assert_allclose(emb.embed_query(QUERY), bert_embedder.encode_queries([QUERY])[0],
-                               atol=1e-6)
+    assert_close(emb.embed_documents(DOCS), bert_embedder.encode_documents(DOCS))
+    assert_close(emb.embed_query(QUERY), bert_embedder.encode_queries([QUERY])[0])
 
 
 def test_english_instruction_on_queries_only(emb: BGEEmbeddings,
                                              bert_embedder: BGEEmbedder) -> None:
     assert emb.embedder.spec.query_instruction == EN_INSTRUCTION
-    np.testing.assert_allclose(emb.embed_query(QUERY),
-                               bert_embedder.encode([EN_INSTRUCTION + QUERY])[0], atol=1e-6)
-    np.testing.assert_allclose(emb.embed_documents([QUERY])[0], bert_embedder.encode([QUERY])[0],
-                               atol=1e-6)
+    assert_close(emb.embed_query(QUERY),
+                               bert_embedder.encode([EN_INSTRUCTION + QUERY])[0])
+    assert_close(emb.embed_documents([QUERY])[0], bert_embedder.encode([QUERY])[0])
 
 
 def test_instruction_override_and_disable(tiny_bert: str, bert_embedder: BGEEmbedder) -> None:
     custom = BGEEmbeddings(model_name=tiny_bert, device="cpu", query_instruction="Query: ")
     none = BGEEmbeddings(model_name=tiny_bert, device="cpu", query_instruction="")
-    np.testing.assert_allclose(custom.embed_query(QUERY),
-                               bert_embedder.encode(["Query: " + QUERY])[0], atol=1e-6)
-    np.testing.assert_allclose(none.embed_query(QUERY), bert_embedder.encode([QUERY])[0],
-                               atol=1e-6)
+    assert_close(custom.embed_query(QUERY),
+                               bert_embedder.encode(["Query: " + QUERY])[0])
+    assert_close(none.embed_query(QUERY), bert_embedder.encode([QUERY])[0])
 
 
 def test_bge_m3_has_no_query_instruction(tiny_m3: str, m3: Any) -> None:
     dense = BGEEmbeddings(model_name=tiny_m3, device="cpu")
     assert dense.embedder.spec.query_instruction is None
     assert dense.embedder.spec.pooling.value == "cls"
-    np.testing.assert_allclose(dense.embed_query(QUERY), dense.embed_documents([QUERY])[0],
-                               atol=1e-6)
-    np.testing.assert_allclose(dense.embed_query(QUERY), m3.encode_queries([QUERY]).dense[0],
-                               atol=1e-6)
+    assert_close(dense.embed_query(QUERY), dense.embed_documents([QUERY])[0])
+    assert_close(dense.embed_query(QUERY), m3.encode_queries([QUERY]).dense[0])
 
 
 def test_icl_examples_reach_the_core(tiny_icl: str) -> None:
@@ -125,16 +120,14 @@ def test_icl_examples_reach_the_core(tiny_icl: str) -> None:
     emb = BGEEmbeddings(model_name=tiny_icl, device="cpu", examples=examples)
     core = BGEEmbedder(tiny_icl, device="cpu", examples=examples)
     assert emb.embedder.spec.pooling.value == "last_token"
-    np.testing.assert_allclose(emb.embed_query(QUERY), core.encode_queries([QUERY])[0],
-                               atol=1e-6)
+    assert_close(emb.embed_query(QUERY), core.encode_queries([QUERY])[0])
     assert not np.allclose(emb.embed_query(QUERY),
                            BGEEmbeddings(model_name=tiny_icl, device="cpu").embed_query(QUERY))
 
 
 def test_minilm_mean_pooling_equals_core(minilm: BGEEmbeddings, minilm_dir: str) -> None:
     core = BGEEmbedder(minilm_dir, pooling="mean", device="cpu")
-    np.testing.assert_allclose(minilm.embed_documents(DOCS), core.encode_documents(DOCS),
-                               atol=1e-6)
+    assert_close(minilm.embed_documents(DOCS), core.encode_documents(DOCS))
 
 
 def test_plain_floats_and_normalized(emb: BGEEmbeddings) -> None:

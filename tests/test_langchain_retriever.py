@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loop_ticks import ticks_during
 from langchain_core.documents import Document
 from langchain_core.language_models.fake_chat_models import ParrotFakeChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 from langchain_tests.integration_tests import RetrieversIntegrationTests
+from loop_ticks import ticks_during
 from pydantic import ValidationError
 
 from bge_integrations.langchain import BGEM3Retriever
@@ -57,16 +57,17 @@ def test_documents_carry_id_metadata_and_scores(index: HybridIndex) -> None:
     assert [d.id for d in docs] == [h.id for h in hits]
     assert [d.page_content for d in docs] == [h.text for h in hits]
     for doc, hit in zip(docs, hits, strict=True):
-        assert doc.metadata == {**hit.metadata, "score": hit.score, "scores": hit.scores}
-        assert set(doc.metadata["scores"]) == {"dense", "sparse", "colbert"}
+        assert doc.metadata == {**hit.metadata, "bge_m3_score": hit.score,
+                                "bge_m3_scores": hit.scores}
+        assert set(doc.metadata["bge_m3_scores"]) == {"dense", "sparse", "colbert"}
 
 
 def test_hybrid_score_is_flagembedding_score(index: HybridIndex, m3: Any) -> None:
     doc = BGEM3Retriever(index=index, k=1).invoke(QUERY)[0]
     expected = m3.compute_score((QUERY, doc.page_content))
-    assert doc.metadata["score"] == pytest.approx(expected["colbert+sparse+dense"], abs=1e-5)
+    assert doc.metadata["bge_m3_score"] == pytest.approx(expected["colbert+sparse+dense"], abs=1e-5)
     for mode in ("dense", "sparse", "colbert"):
-        assert doc.metadata["scores"][mode] == pytest.approx(expected[mode], abs=1e-5)
+        assert doc.metadata["bge_m3_scores"][mode] == pytest.approx(expected[mode], abs=1e-5)
 
 
 def test_per_call_settings_override_fields(index: HybridIndex) -> None:
@@ -77,7 +78,7 @@ def test_per_call_settings_override_fields(index: HybridIndex) -> None:
     odd = retriever.invoke(QUERY, k=3, filter={"even": False})
     assert odd and all(not d.metadata["even"] for d in odd)
     sparse = retriever.invoke(QUERY, mode="sparse")
-    assert sparse and all(set(d.metadata["scores"]) == {"sparse"} for d in sparse)
+    assert sparse and all(set(d.metadata["bge_m3_scores"]) == {"sparse"} for d in sparse)
     assert [d.id for d in sparse] == [h.id for h in index.search(
         QUERY, k=4, mode="sparse", filter={"even": True})]
     rrf = retriever.invoke(QUERY, fusion="rrf", weights=(1.0, 1.0, 0.0))
@@ -90,7 +91,7 @@ def test_fields_configure_search(index: HybridIndex) -> None:
     retriever = BGEM3Retriever(index=index, k=2, mode="dense")
     docs = retriever.invoke(QUERY)
     assert [d.id for d in docs] == [h.id for h in index.search(QUERY, k=2, mode="dense")]
-    assert all(set(d.metadata["scores"]) == {"dense"} for d in docs)
+    assert all(set(d.metadata["bge_m3_scores"]) == {"dense"} for d in docs)
 
 
 async def test_async_matches_sync(index: HybridIndex) -> None:
@@ -153,7 +154,7 @@ def test_from_texts_add_delete(tiny_m3: str) -> None:
 
 
 def test_from_documents_keeps_ids_and_metadata(tiny_m3: str) -> None:
-    docs = [Document(t, metadata=m, id=i) for t, m, i in zip(TINY_CORPUS, METAS, IDS)]
+    docs = [Document(t, metadata=m, id=i) for t, m, i in zip(TINY_CORPUS, METAS, IDS, strict=True)]
     retriever = BGEM3Retriever.from_documents(docs, model_name=tiny_m3, device="cpu",
                                               mode="sparse", k=2)
     assert retriever.mode == "sparse" and retriever.k == 2
@@ -231,5 +232,5 @@ def test_qdrant_index_gives_the_same_ranking(index: HybridIndex, m3: Any) -> Non
     remote = BGEM3Retriever(index=qdrant, k=3).invoke(QUERY)
     assert [d.id for d in remote] == [d.id for d in embedded]
     for a, b in zip(remote, embedded, strict=True):
-        assert a.metadata["score"] == pytest.approx(b.metadata["score"], abs=1e-4)
+        assert a.metadata["bge_m3_score"] == pytest.approx(b.metadata["bge_m3_score"], abs=1e-4)
         assert a.metadata["i"] == b.metadata["i"]

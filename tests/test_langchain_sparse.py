@@ -6,8 +6,8 @@ import importlib
 import sys
 from typing import Any
 
-import numpy as np
 import pytest
+from helpers import assert_close, assert_sparse_close
 
 from bge_integrations.langchain import BGEEmbeddings, BGEM3SparseEmbeddings
 from bge_integrations.tiny_models import TINY_CORPUS
@@ -23,7 +23,7 @@ def sparse(tiny_m3: str) -> BGEM3SparseEmbeddings:
 
 
 def _as_dict(vector: Any) -> dict[int, float]:
-    return dict(zip(vector.indices, vector.values))
+    return dict(zip(vector.indices, vector.values, strict=True))
 
 
 def test_implements_qdrant_interface(sparse: BGEM3SparseEmbeddings) -> None:
@@ -36,7 +36,7 @@ def test_vectors_equal_core(sparse: BGEM3SparseEmbeddings, m3: Any) -> None:
     expected = m3.encode_documents(TINY_CORPUS[:4], dense=False, sparse=True).sparse
     for got, want in zip(docs, expected, strict=True):
         assert got.indices == sorted(want)
-        np.testing.assert_allclose(got.values, [want[i] for i in got.indices], atol=1e-6)
+        assert_close(got.values, [want[i] for i in got.indices])
         assert all(type(i) is int for i in got.indices)
         assert all(type(v) is float and v > 0 for v in got.values)
     query = m3.encode_queries([QUERY], dense=False, sparse=True).sparse[0]
@@ -54,7 +54,7 @@ async def test_async_and_bad_input(sparse: BGEM3SparseEmbeddings) -> None:
 
 def test_model_without_sparse_head_names_the_file(tiny_m3_no_heads: str) -> None:
     with pytest.raises(FileNotFoundError, match="sparse_linear.pt"):
-        BGEM3SparseEmbeddings(model_name=tiny_m3_no_heads, device="cpu").embed_query(QUERY)
+        BGEM3SparseEmbeddings(model_name=tiny_m3_no_heads, device="cpu")  # at construction
 
 
 def test_qdrant_hybrid_search(tiny_m3: str, sparse: BGEM3SparseEmbeddings, m3: Any) -> None:
@@ -76,9 +76,9 @@ def test_qdrant_hybrid_search(tiny_m3: str, sparse: BGEM3SparseEmbeddings, m3: A
     assert hits[0].metadata["i"] == target
     point = store.client.retrieve("bge", [hits[0].metadata["_id"]], with_vectors=True)[0]
     stored = point.vector[store.sparse_vector_name]
-    assert dict(zip(stored.indices, stored.values)) == pytest.approx(out.sparse[target],
-                                                                     abs=1e-6)
-    np.testing.assert_allclose(point.vector[store.vector_name], out.dense[target], atol=1e-6)
+    assert_sparse_close([dict(zip(stored.indices, stored.values, strict=True))],
+                        [out.sparse[target]])
+    assert_close(point.vector[store.vector_name], out.dense[target])
 
 
 def test_works_without_langchain_qdrant(monkeypatch: pytest.MonkeyPatch, tiny_m3: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
 pytest.importorskip("llama_index.core")
 
@@ -22,7 +23,7 @@ FACTS = [
     "The Pacific Ocean is the largest and deepest ocean on Earth.",
 ]
 DOCS = [Document(text=t, metadata={"topic": topic})
-        for t, topic in zip(FACTS, ("animals", "geography", "software", "oceans"))]
+        for t, topic in zip(FACTS, ("animals", "geography", "software", "oceans"), strict=True)]
 
 
 @pytest.fixture
@@ -46,8 +47,8 @@ def test_settings_index_retriever_and_query_engine(settings, minilm: BGEEmbeddin
     stored = [index.vector_store.get(n.node_id) for n in index.docstore.docs.values()]
     contents = [n.get_content(metadata_mode=MetadataMode.EMBED)
                 for n in index.docstore.docs.values()]
-    np.testing.assert_allclose(np.asarray(stored, np.float32),
-                               minilm.embedder.encode_documents(contents), atol=1e-6)
+    assert_close(np.asarray(stored, np.float32),
+                               minilm.embedder.encode_documents(contents))
 
     hits = index.as_retriever(similarity_top_k=1).retrieve("Which animal lives in China?")
     assert hits[0].node.metadata["topic"] == "animals"
@@ -75,8 +76,8 @@ def test_ingestion_pipeline_with_a_splitter(minilm: BGEEmbedding) -> None:
     nodes = pipeline.run(documents=[long_doc])
     assert len(nodes) == len(splitter.get_nodes_from_documents([long_doc])) > 2
     contents = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-    np.testing.assert_allclose(np.asarray([n.embedding for n in nodes], np.float32),
-                               minilm.embedder.encode_documents(contents), atol=1e-6)
+    assert_close(np.asarray([n.embedding for n in nodes], np.float32),
+                               minilm.embedder.encode_documents(contents))
 
 
 async def test_async_ingestion_pipeline(minilm: BGEEmbedding) -> None:
@@ -84,8 +85,8 @@ async def test_async_ingestion_pipeline(minilm: BGEEmbedding) -> None:
     pipeline = IngestionPipeline(transformations=[splitter, minilm])
     nodes = await pipeline.arun(documents=DOCS)
     contents = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
-    np.testing.assert_allclose(np.asarray([n.embedding for n in nodes], np.float32),
-                               minilm.embedder.encode_documents(contents), atol=1e-6)
+    assert_close(np.asarray([n.embedding for n in nodes], np.float32),
+                               minilm.embedder.encode_documents(contents))
 
 
 def test_settings_are_restored() -> None:

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
 pytest.importorskip("llama_index.core")
 
@@ -68,7 +69,7 @@ def minilm(minilm_dir: str) -> BGEEmbedding:
 
 
 def _close(a: list[list[float]] | list[float], b: np.ndarray) -> None:
-    np.testing.assert_allclose(np.asarray(a, dtype=np.float32), b, rtol=0, atol=1e-6)
+    assert_close(np.asarray(a, dtype=np.float32), b)
 
 
 # -- parity with the core ------------------------------------------------------------------

@@ -8,18 +8,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from test_index import (  # noqa: F401 - shared data, helpers and fixtures
-    CORPUS,
-    IDS,
-    METADATAS,
-    MODES,
-    QUERIES,
-    assert_same_hits,
-    index,
-    m3x,
-    one_torch_thread,
-)
-from test_index_filters import FILTER_CASES
+from helpers import CORPUS, FILTER_CASES, IDS, METADATAS, MODES, QUERIES, assert_same_hits
 
 import bge_integrations
 from bge_integrations import BGEM3Embedder, HybridIndex
@@ -28,6 +17,8 @@ from bge_integrations.retrieval.qdrant import point_id, to_qdrant_filter
 
 pytest.importorskip("qdrant_client")
 from bge_integrations.retrieval import QdrantHybridIndex  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster
 
 
 @pytest.fixture(scope="module")

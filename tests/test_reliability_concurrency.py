@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - shared fixtures
+from helpers import CORPUS, QUERIES
 
 from bge_integrations import BGEM3Embedder, Hit, HybridIndex
 from bge_integrations.retrieval import Record
 from bge_integrations.retrieval import index as index_module
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster
 
 #: k that returns every matching document
 ALL = 10_000

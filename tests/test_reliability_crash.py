@@ -27,13 +27,14 @@ from typing import Any, TextIO
 import numpy as np
 import pytest
 import torch
-from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - shared fixtures
+from helpers import CORPUS, QUERIES
 
 from bge_integrations import BGEM3Embedder, Hit, HybridIndex
 from bge_integrations.retrieval import IndexFileError, ModelMismatchError
 from bge_integrations.retrieval.persistence import MANIFEST
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL")
+pytestmark = [pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and SIGKILL"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 #: audit events of file-system calls that change the disk (``open`` only when it can write);
 #: in between, a save only writes into the files it opened, so killing it before each call

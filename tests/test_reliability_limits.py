@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - shared fixtures
+from helpers import CORPUS, QUERIES
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder, HybridIndex
 from bge_integrations.core.engine import Engine
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster
 
 #: batches above this many texts "run out of GPU memory"
 OOM_ABOVE = 3

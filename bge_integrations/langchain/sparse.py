@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..adapter_options import M3Options
 from ..core.m3 import BGEM3Embedder, M3Output
@@ -52,17 +52,18 @@ class BGEM3SparseEmbeddings(M3Options, SparseEmbeddings):
     model_name: str = Field(default="BAAI/bge-m3", alias="model")
     """Hub id or local directory of a BGE-M3 checkpoint (with ``sparse_linear.pt``)."""
 
-    _m3: BGEM3Embedder = PrivateAttr()
-
     def __init__(self, **kwargs: Any) -> None:
         """Validate the options and load the model (or reuse it from the model cache)."""
         super().__init__(**kwargs)
-        self._m3 = self.build_m3(self.model_name)
+        self._core = self._new_core()
+
+    def _new_core(self) -> BGEM3Embedder:
+        return self.build_sparse(self.model_name)
 
     @property
     def embedder(self) -> BGEM3Embedder:
         """The core BGE-M3 embedder doing the work."""
-        return self._m3
+        return self._core
 
     def embed_documents(self, texts: list[str]) -> list[SparseVector]:
         """Sparse vectors of passages.
@@ -73,7 +74,7 @@ class BGEM3SparseEmbeddings(M3Options, SparseEmbeddings):
         Returns:
             One ``SparseVector`` (indices, values) per document.
         """
-        return _vectors(self._m3.encode_documents(texts, dense=False, sparse=True))
+        return _vectors(self.embedder.encode_documents(texts, dense=False, sparse=True))
 
     def embed_query(self, text: str) -> SparseVector:
         """Sparse vector of a search query.
@@ -84,7 +85,7 @@ class BGEM3SparseEmbeddings(M3Options, SparseEmbeddings):
         Returns:
             The query's ``SparseVector``.
         """
-        return _vectors(self._m3.encode_queries([text], dense=False, sparse=True))[0]
+        return _vectors(self.embedder.encode_queries([text], dense=False, sparse=True))[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[SparseVector]:
         """Sparse vectors of passages, computed in a worker thread."""

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
+from llama_index.core.bridge.pydantic import ConfigDict, Field
 
 from ..adapter_options import EmbedderOptions
 from ..core.embedder import DEFAULT_MODEL, BGEEmbedder
@@ -23,8 +23,10 @@ class BGEEmbedding(EmbedderOptions, BaseEmbedding):
     many texts LlamaIndex hands over per call (one callback event each); ``batch_size`` is how
     many of those go through the model per forward pass.
 
-    Weights are shared through the core's model cache, and ``to_dict`` / ``from_dict`` carry
-    only the configuration: a restored instance loads (or reuses) the same weights.
+    Weights are shared through the core's model cache; ``to_dict`` / ``from_dict``,
+    ``pickle`` and ``copy.deepcopy`` carry only the configuration: a restored instance loads
+    (or reuses) the same weights. Changing a field (``emb.normalize = False``,
+    ``emb.model_copy(update={...})``) takes effect at once.
 
     Example:
         >>> from llama_index.core import Settings
@@ -39,8 +41,6 @@ class BGEEmbedding(EmbedderOptions, BaseEmbedding):
     model_name: str = Field(default=DEFAULT_MODEL,
                             description="Hub id or local directory of the BGE model.")
 
-    _embedder: BGEEmbedder = PrivateAttr()
-
     def __init__(self, **data: Any) -> None:
         """Validate the options and load (or reuse) the model.
 
@@ -48,7 +48,10 @@ class BGEEmbedding(EmbedderOptions, BaseEmbedding):
             **data: ``model_name``, the core options and ``BaseEmbedding``'s fields.
         """
         super().__init__(**data)
-        self._embedder = self.build_embedder(self.model_name)
+        self._core = self._new_core()
+
+    def _new_core(self) -> BGEEmbedder:
+        return self.build_embedder(self.model_name)
 
     @classmethod
     def class_name(cls) -> str:
@@ -58,15 +61,7 @@ class BGEEmbedding(EmbedderOptions, BaseEmbedding):
     @property
     def embedder(self) -> BGEEmbedder:
         """The core embedder doing the work."""
-        return self._embedder
-
-    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
-        """Pickle the configuration only; unpickling reloads (or reuses) the weights."""
-        return type(self).from_dict, (self.to_dict(),)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> BGEEmbedding:
-        """A new instance with the same configuration, sharing the cached weights."""
-        return type(self).from_dict(self.to_dict())
+        return self._core
 
     def get_text_embedding_batch(self, texts: list[str], show_progress: bool = False,
                                  **kwargs: Any) -> list[Embedding]:
@@ -82,13 +77,13 @@ class BGEEmbedding(EmbedderOptions, BaseEmbedding):
             self._checked(texts), show_progress=show_progress, **kwargs)
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        return self._embedder.encode_queries([query])[0].tolist()
+        return self.embedder.encode_queries([query])[0].tolist()
 
     def _get_text_embedding(self, text: str) -> Embedding:
-        return self._embedder.encode_documents([text])[0].tolist()
+        return self.embedder.encode_documents([text])[0].tolist()
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._embedder.encode_documents(texts).tolist()
+        return self.embedder.encode_documents(texts).tolist()
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
         return await asyncio.to_thread(self._get_query_embedding, query)

@@ -10,20 +10,26 @@ from typing import Any
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.node_parser import NodeParser
-from llama_index.core.schema import BaseNode, Document, MetadataMode, NodeWithScore, QueryBundle
-from llama_index.core.schema import TextNode
+from llama_index.core.schema import (
+    BaseNode,
+    Document,
+    MetadataMode,
+    NodeWithScore,
+    QueryBundle,
+    TextNode,
+)
 from llama_index.core.settings import Settings
 from llama_index.core.vector_stores.types import MetadataFilters
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
-from ..adapter_options import M3Options
+from ..adapter_options import M3Options, refuse_pickle
 from ..core.rerank import BGEReranker
 from ..core.scores import DEFAULT_WEIGHTS
 from ..retrieval.contract import Hit, SearchRequest
 from ..retrieval.filters import parse_filter
 from ..retrieval.fusion import Fusion, RetrievalMode
-from ..retrieval.rerank_step import check_rerank
 from ..retrieval.index import HybridIndex
+from ..retrieval.rerank_step import check_rerank
 from .filters import to_index_filter
 
 __all__ = ["BGEM3Retriever"]
@@ -136,6 +142,20 @@ class BGEM3Retriever(BaseRetriever):
     def index(self) -> HybridIndex:
         """The hybrid index searched."""
         return self._index
+
+    def __reduce__(self) -> Any:
+        """Refused: the index moves between processes by ``save`` / ``load``, not pickle."""
+        raise refuse_pickle(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BGEM3Retriever:
+        """Refused, as pickling is; ``copy.copy`` gives a copy sharing the index."""
+        raise refuse_pickle(self)
+
+    def __copy__(self) -> BGEM3Retriever:
+        """A shallow copy: the same index, settings that can be changed independently."""
+        copied = object.__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        return copied
 
     @property
     def filters(self) -> MetadataFilters | None:

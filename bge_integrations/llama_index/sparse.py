@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from llama_index.core.base.embeddings.base_sparse import BaseSparseEmbedding, SparseEmbedding
-from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
+from llama_index.core.bridge.pydantic import ConfigDict, Field
 
 from ..adapter_options import M3Options
 from ..core.inputs import validate_texts
@@ -39,8 +39,6 @@ class BGEM3SparseEmbedding(M3Options, BaseSparseEmbedding):
     model_name: str = Field(default="BAAI/bge-m3",
                             description="Hub id or local directory of a BGE-M3 checkpoint.")
 
-    _m3: BGEM3Embedder = PrivateAttr()
-
     def __init__(self, **data: Any) -> None:
         """Validate the options and load (or reuse) the model and its sparse head.
 
@@ -49,7 +47,10 @@ class BGEM3SparseEmbedding(M3Options, BaseSparseEmbedding):
                 fields.
         """
         super().__init__(**data)
-        self._m3 = self.build_m3(self.model_name)
+        self._core = self._new_core()
+
+    def _new_core(self) -> BGEM3Embedder:
+        return self.build_sparse(self.model_name)
 
     @classmethod
     def class_name(cls) -> str:
@@ -59,15 +60,7 @@ class BGEM3SparseEmbedding(M3Options, BaseSparseEmbedding):
     @property
     def embedder(self) -> BGEM3Embedder:
         """The core BGE-M3 embedder doing the work."""
-        return self._m3
-
-    def __reduce__(self) -> tuple[Any, tuple[type[BGEM3SparseEmbedding], dict[str, Any]]]:
-        """Pickle the configuration only; unpickling reloads (or reuses) the weights."""
-        return _from_config, (type(self), self.model_dump())
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> BGEM3SparseEmbedding:
-        """A new instance with the same configuration, sharing the cached weights."""
-        return _from_config(type(self), self.model_dump())
+        return self._core
 
     def get_text_embedding_batch(self, texts: list[str], show_progress: bool = False,
                                  **kwargs: Any) -> list[SparseEmbedding]:
@@ -92,13 +85,13 @@ class BGEM3SparseEmbedding(M3Options, BaseSparseEmbedding):
         return _to_indices_values([self.get_query_embedding(text) for text in texts])
 
     def _get_query_embedding(self, query: str) -> SparseEmbedding:
-        return self._m3.encode_queries([query], dense=False, sparse=True).sparse[0]
+        return self.embedder.encode_queries([query], dense=False, sparse=True).sparse[0]
 
     def _get_text_embedding(self, text: str) -> SparseEmbedding:
-        return self._m3.encode_documents([text], dense=False, sparse=True).sparse[0]
+        return self.embedder.encode_documents([text], dense=False, sparse=True).sparse[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[SparseEmbedding]:
-        return self._m3.encode_documents(texts, dense=False, sparse=True).sparse
+        return self.embedder.encode_documents(texts, dense=False, sparse=True).sparse
 
     async def _aget_query_embedding(self, query: str) -> SparseEmbedding:
         return await asyncio.to_thread(self._get_query_embedding, query)
@@ -108,11 +101,6 @@ class BGEM3SparseEmbedding(M3Options, BaseSparseEmbedding):
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[SparseEmbedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
-
-
-def _from_config(cls: type[BGEM3SparseEmbedding], data: dict[str, Any]) -> BGEM3SparseEmbedding:
-    data = {k: v for k, v in data.items() if k != "class_name"}
-    return cls(**data)
 
 
 def _to_indices_values(vectors: list[SparseEmbedding]) -> BatchSparseEncoding:
