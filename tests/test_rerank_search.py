@@ -68,7 +68,7 @@ def test_langchain_retriever_reranks(hybrid: HybridIndex, reranker: BGEReranker)
     docs = BGEM3Retriever(index=hybrid, k=2, rerank=reranker, candidates=6).invoke(QUERY)
     hits = hybrid.search(QUERY, k=2, rerank=reranker, candidates=6)
     assert [d.id for d in docs] == [h.id for h in hits]
-    assert docs[0].metadata["scores"]["rerank"] == pytest.approx(hits[0].score)
+    assert docs[0].metadata["bge_m3_scores"]["rerank"] == pytest.approx(hits[0].score)
     with pytest.raises(ValueError, match="candidates"):
         BGEM3Retriever(index=hybrid, rerank=reranker, candidates=0)
 
