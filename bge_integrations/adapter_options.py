@@ -10,7 +10,9 @@ The embedding adapters hold one core object built from these options, and keep i
   ``model_copy(update={...})``, validates the new value and builds a new core object (the
   weights come from the model cache, so this is cheap); if that fails, nothing changes;
 * ``pickle`` and ``copy.deepcopy`` carry the configuration only, never the weights: the copy
-  loads them from its own process's model cache (or from disk).
+  loads them from its own process's model cache (or from disk);
+* with ``base_url`` (client mode, :mod:`bge_integrations.client`) the core object is a remote
+  one: a ``bge-integrations serve`` server runs the model, with its own options.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr
 
+from .client.options import CLIENT_FIELDS, ClientOptions
 from .core.embedder import BGEEmbedder, ensure_registered
 from .core.inputs import validate_texts
 from .core.m3 import BGEM3Embedder
@@ -28,8 +31,9 @@ from .core.registry import ModelSpec, find_spec
 __all__ = ["EmbedderOptions", "M3Options"]
 
 
-class M3Options(BaseModel):
-    """Options of the BGE-M3 embedder (no pooling or instruction: BGE-M3 fixes them)."""
+class M3Options(ClientOptions):
+    """Options of the BGE-M3 embedder (no pooling or instruction: BGE-M3 fixes them), and
+    client mode's (``base_url``, ...)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -65,10 +69,16 @@ class M3Options(BaseModel):
     def core_options(self) -> dict[str, Any]:
         """The option values as keyword arguments of the core embedder."""
         options_class = EmbedderOptions if isinstance(self, EmbedderOptions) else M3Options
-        return {name: getattr(self, name) for name in options_class.model_fields}
+        return {name: getattr(self, name) for name in options_class.model_fields
+                if name not in CLIENT_FIELDS}
 
     def build_m3(self, model_name: str) -> BGEM3Embedder:
-        """A BGE-M3 embedder with these options (weights are shared through the model cache)."""
+        """A BGE-M3 embedder with these options (weights are shared through the model cache),
+        or with ``base_url`` a :class:`~bge_integrations.client.RemoteM3Embedder`."""
+        if self.base_url is not None:
+            from .client.embedders import RemoteM3Embedder
+
+            return self.remote(RemoteM3Embedder, model_name, self.core_options())
         return BGEM3Embedder(model_name, **self.core_options())
 
     def build_sparse(self, model_name: str) -> BGEM3Embedder:
@@ -151,7 +161,12 @@ class EmbedderOptions(M3Options):
         default=None, description="ICL few-shot examples (instruct/query/response), bge-en-icl.")
 
     def build_embedder(self, model_name: str) -> BGEEmbedder:
-        """A dense embedder with these options (weights are shared through the model cache)."""
+        """A dense embedder with these options (weights are shared through the model cache),
+        or with ``base_url`` a :class:`~bge_integrations.client.RemoteEmbedder`."""
+        if self.base_url is not None:
+            from .client.embedders import RemoteEmbedder
+
+            return self.remote(RemoteEmbedder, model_name, self.core_options())
         return BGEEmbedder(model_name, **self.core_options())
 
 

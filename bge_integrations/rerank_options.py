@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from .client.options import CLIENT_FIELDS, ClientOptions
 from .core.rerank import DEFAULT_RERANKER, BGEReranker
 
 __all__ = ["RerankerOptions", "DEFAULT_RERANKER"]
 
 
-class RerankerOptions(BaseModel):
-    """The core reranker options (see :class:`~bge_integrations.BGEReranker`)."""
+class RerankerOptions(ClientOptions):
+    """The core reranker options (see :class:`~bge_integrations.BGEReranker`), and client
+    mode's (``base_url``: a ``bge-integrations serve`` server scores instead)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -48,8 +50,16 @@ class RerankerOptions(BaseModel):
 
     def reranker_options(self) -> dict[str, Any]:
         """The option values as keyword arguments of :class:`BGEReranker`."""
-        return {name: getattr(self, name) for name in RerankerOptions.model_fields}
+        return {name: getattr(self, name) for name in RerankerOptions.model_fields
+                if name not in CLIENT_FIELDS}
 
     def build_reranker(self, model_name: str) -> BGEReranker:
-        """A reranker with these options (weights shared through the model cache)."""
+        """A reranker with these options (weights shared through the model cache), or with
+        ``base_url`` a :class:`~bge_integrations.client.RemoteReranker` (``normalize`` is
+        sent with each request; the other options are the server's)."""
+        if self.base_url is not None:
+            from .client.reranker import RemoteReranker
+
+            core = set(self.reranker_options()) - {"normalize"}
+            return self.remote(RemoteReranker, model_name, core, normalize=self.normalize)
         return BGEReranker(model_name, **self.reranker_options())

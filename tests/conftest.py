@@ -193,3 +193,18 @@ def ray_cluster():
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
+
+
+# -- service (issue 22): one loopback server for the server and client tests -------------------
+@pytest.fixture(scope="session")
+def service_url(tiny_bert: str, tiny_m3: str, minilm_dir: str):
+    """A uvicorn server on 127.0.0.1 (free port) serving the tiny BERT, the tiny BGE-M3 and
+    MiniLM (marked Matryoshka so ``dimensions`` can be tested); stopped after the session."""
+    from bge_integrations.server import BackgroundServer, ServedModel, create_app
+
+    app = create_app([ServedModel(tiny_bert, {"device": "cpu"}),
+                      ServedModel(tiny_m3, {"device": "cpu"}),
+                      ServedModel(minilm_dir, {"device": "cpu", "pooling": "mean"},
+                                  matryoshka=True)])
+    with BackgroundServer(app) as url:
+        yield url

@@ -40,6 +40,7 @@ from ..offline import (
 from ..retrieval import RetrievalMode
 from . import ingest
 from . import rerank as rerank_cli
+from . import serve
 from .demo import DEMO_QUERIES, print_hits, run_demo
 from .eval import add_parser as add_eval_parser
 from .indexes import new_index, open_index, save_index
@@ -357,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_parser(sub)
     rerank_cli.add_parser(sub)
     add_eval_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 

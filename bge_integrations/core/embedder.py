@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .batcher import Batcher
 from .checkpoint import check_length, resolve_lengths
-from .engine import Engine
+from .engine import Engine, Head
 from .inputs import optional_positive_int, validate_texts
 from .loading import LoadedModel, load_model
 from .pooling import pool
@@ -58,6 +59,31 @@ class EncoderBase:
                               max_tokens_per_call=optional_positive_int(
                                   max_tokens_per_call, "max_tokens_per_call"),
                               num_workers=num_workers)
+        self._batcher: Batcher | None = None
+
+    def share_batches(self, **options: Any) -> Batcher:
+        """Let concurrent calls of this embedder share forward passes (a service's case).
+
+        From now on every call goes through one :class:`~.batcher.Batcher`: texts that threads
+        submit within ``max_wait_ms`` run in one engine call. ``options`` are the batcher's
+        (``max_wait_ms``, ``round_tokens``, ``max_tokens_per_call``). Outputs do not change.
+
+        Example:
+            >>> batcher = emb.share_batches(max_wait_ms=2)  # doctest: +SKIP
+            >>> batcher.close()  # when done serving  # doctest: +SKIP
+        """
+        if self._batcher is not None:
+            msg = "share_batches() was already called on this embedder; it has a batcher."
+            raise RuntimeError(msg)
+        self._batcher = Batcher(self._engine, **options)
+        return self._batcher
+
+    def _run(self, token_ids: list[list[int]], head: Head, *, first_token_only: bool,
+             key: Hashable | None = None) -> list[Any]:
+        """The engine's run, through the batcher once :meth:`share_batches` made one."""
+        if self._batcher is not None:
+            return self._batcher.run(token_ids, head, first_token_only=first_token_only, key=key)
+        return self._engine.run(token_ids, head, first_token_only=first_token_only)
 
     @property
     def spec(self) -> ModelSpec:
@@ -298,6 +324,6 @@ class BGEEmbedder(EncoderBase):
         out_type = _OUTPUT_DTYPES[output_dtype]
         if not token_ids:
             return np.zeros((0, self.dim), dtype=out_type)
-        rows = self._engine.run(token_ids, self._dense_head,
-                                first_token_only=self._spec.pooling is Pooling.CLS)
+        rows = self._run(token_ids, self._dense_head,
+                         first_token_only=self._spec.pooling is Pooling.CLS)
         return np.stack(rows).astype(out_type, copy=False)

@@ -162,8 +162,8 @@ class BGEM3Embedder(EncoderBase):
             return self._heads(hidden, ids, mask, dense, sparse_heads.get(hidden.device),
                                colbert_heads.get(hidden.device))
 
-        rows = self._engine.run(self._tokenize(texts, max_length), head,
-                                first_token_only=not (sparse or colbert))
+        rows = self._run(self._tokenize(texts, max_length), head,
+                         first_token_only=not (sparse or colbert), key=(dense, sparse, colbert))
         return M3Output(
             dense=np.stack([r[0] for r in rows]) if dense else None,
             sparse=[r[1] for r in rows] if sparse else None,
