@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .engine import Engine
+from .engine import Engine, padding_side_for
 from .inputs import optional_positive_int, validate_texts
 from .loading import LoadedModel, load_model
 from .pooling import pool
@@ -49,13 +49,16 @@ class EncoderBase:
         self.normalize = bool(normalize)
         self.max_texts_per_call = optional_positive_int(max_texts_per_call, "max_texts_per_call")
         loaded = [load_model(self.model_name, device=d, dtype=dtype,
-                             trust_remote_code=trust_remote_code) for d in _devices(device)]
+                             trust_remote_code=trust_remote_code, show_progress=show_progress)
+                  for d in _devices(device)]
         self._loaded: LoadedModel = loaded[0]
         self._engine = Engine(self._loaded, replicas=loaded[1:], batch_size=batch_size,
                               max_batch_tokens=max_batch_tokens, show_progress=show_progress,
                               max_tokens_per_call=optional_positive_int(
                                   max_tokens_per_call, "max_tokens_per_call"),
-                              num_workers=num_workers)
+                              num_workers=num_workers,
+                              padding_side=padding_side_for(spec.pooling,
+                                                            self._loaded.tokenizer))
 
     @property
     def spec(self) -> ModelSpec:

@@ -6,8 +6,10 @@ Every embedder asks :func:`load_model`; two embedders on the same model get the 
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +21,22 @@ from .hardware import resolve_device, resolve_dtype
 from .lean_encoder import LeanEncoder, lean_encoder
 from .resolve import resolve_model_dir
 
-__all__ = ["LoadedModel", "load_model", "clear_model_cache", "quantize_int8", "TORCH_DTYPES"]
+__all__ = ["LoadedModel", "load_model", "clear_model_cache", "quantize_int8", "TORCH_DTYPES",
+           "IncompleteCheckpointError", "check_loading_info", "quiet_transformers"]
 
 #: compute dtype name -> torch dtype of the weights (int8 keeps float32 outside quantized Linear)
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
                  "bfloat16": torch.bfloat16, "int8": torch.float32}
 _DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+#: checkpoint keys whose absence changes nothing we compute: the pooler (never read: pooling is
+#: ours) and buffers that the model rebuilds itself (position ids, rotary frequencies)
+_IGNORABLE_KEYS = re.compile(r"(^|\.)(pooler\.|position_ids$|rotary_emb\.inv_freq$)")
+
+
+class IncompleteCheckpointError(ValueError):
+    """The checkpoint lacks backbone weights (they would be random) or holds unknown ones."""
+
+
 @dataclass
 class LoadedModel:
     """A tokenizer and backbone loaded once and shared by every embedder that uses them."""
@@ -68,18 +80,25 @@ def clear_model_cache() -> None:
 
 def load_model(name_or_path: str, *, device: str | torch.device | None = "auto",
                dtype: str | torch.dtype | None = "auto",
-               trust_remote_code: bool = False) -> LoadedModel:
-    """Load (or reuse) tokenizer + backbone for ``(model, device, dtype)``."""
+               trust_remote_code: bool = False, show_progress: bool = False) -> LoadedModel:
+    """Load (or reuse) tokenizer + backbone for ``(model, device, dtype)``.
+
+    transformers' and the hub's own progress bars and load reports stay quiet: a download
+    shows its bars only with ``show_progress=True``; a checkpoint with missing or unknown
+    backbone weights raises :class:`IncompleteCheckpointError` instead of loading random ones.
+    """
     resolved_device = resolve_device(device)
     dtype_name = resolve_dtype(dtype, resolved_device)
-    path = resolve_model_dir(name_or_path)
+    with quiet_transformers(hub_bars=show_progress):
+        path = resolve_model_dir(name_or_path)
     key = (path, str(resolved_device), dtype_name, bool(trust_remote_code))
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
             return cached
-        loaded = _load_uncached(name_or_path, path, resolved_device, dtype_name,
-                                trust_remote_code)
+        with quiet_transformers():
+            loaded = _load_uncached(name_or_path, path, resolved_device, dtype_name,
+                                    trust_remote_code)
         _CACHE[key] = loaded
         return loaded
 
@@ -90,8 +109,8 @@ def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(
-            path, trust_remote_code=trust_remote_code,
+        model, info = AutoModel.from_pretrained(
+            path, trust_remote_code=trust_remote_code, output_loading_info=True,
             **{_DTYPE_KWARG: TORCH_DTYPES[dtype_name]},
         )
     except ValueError as exc:
@@ -103,6 +122,7 @@ def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
     except OSError as exc:
         msg = f"Could not load model {name!r} from {path!r}: {exc}"
         raise OSError(msg) from exc
+    check_loading_info(model, info, path)
     model.config.use_cache = False
     model.eval()
     if dtype_name == "int8":
@@ -110,6 +130,72 @@ def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
     model.to(device)
     return LoadedModel(name=name, path=path, tokenizer=tokenizer, model=model, device=device,
                        dtype=dtype_name)
+
+
+_QUIET_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def quiet_transformers(*, hub_bars: bool = False) -> Iterator[None]:
+    """Silence transformers' progress bars ("Loading weights") and its warnings/load reports,
+    and (unless ``hub_bars``) the hub's download bars, restoring the previous settings after.
+
+    These switches are process-wide in both libraries; a lock keeps nested or concurrent loads
+    from restoring them out of order.
+    """
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+    from transformers.utils import logging as hf_logging
+
+    with _QUIET_LOCK:
+        bars_on = hf_logging.is_progress_bar_enabled()
+        hub_on = not are_progress_bars_disabled()
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.disable_progress_bar()  # also turns the hub's bars off
+        if hub_bars and hub_on:
+            enable_progress_bars()
+        hf_logging.set_verbosity_error()
+        try:
+            yield
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars_on:
+                hf_logging.enable_progress_bar()
+            if hub_on:
+                enable_progress_bars()
+            else:
+                disable_progress_bars()
+
+
+def check_loading_info(model: torch.nn.Module, info: dict[str, Any], path: str) -> None:
+    """Raise :class:`IncompleteCheckpointError` when backbone weights are missing or unknown.
+
+    transformers fills missing weights with random values and only logs it; an embedder with
+    a random layer gives a different vector on every load, so it is an error here. Ignored:
+    the pooler and rebuilt buffers (:data:`_IGNORABLE_KEYS`) and unexpected keys outside the
+    backbone's modules (e.g. a masked-LM head the checkpoint was trained with).
+    """
+    backbone = {name for name, _ in model.named_children()} - {"pooler"}
+    prefix = f"{getattr(model, 'base_model_prefix', '')}."
+    missing = sorted(k for k in info.get("missing_keys", ()) if not _IGNORABLE_KEYS.search(k))
+    unexpected = sorted(
+        k for k in info.get("unexpected_keys", ())
+        if not _IGNORABLE_KEYS.search(k)
+        and k.removeprefix(prefix).split(".", 1)[0] in backbone)
+    if not (missing or unexpected):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} backbone weights are missing (e.g. {missing[:3]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} weights do not fit the model (e.g. {unexpected[:3]})")
+    msg = (f"The checkpoint in {path!r} is incomplete or does not match its config.json: "
+           f"{'; '.join(parts)}. Loading it would fill those weights with random values. "
+           "Re-download the model, or check that config.json and the weights belong together.")
+    raise IncompleteCheckpointError(msg)
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
