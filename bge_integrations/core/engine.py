@@ -123,18 +123,15 @@ class Engine:
         """One padded forward pass over ``rows`` (on ``replica``, default the main model) and
         the head on its output.
 
-        BERT-style models run :mod:`.lean_encoder`'s forward pass, others their own. With
-        ``first_token_only`` the head may get only the first token's state (shape
-        ``(batch, 1, hidden)``): the lean pass then runs the last layer for that token alone.
+        The model's backbone (:mod:`bge_integrations.backends`) computes the last hidden
+        state: with torch, BERT-style models run :mod:`.lean_encoder`'s pass, others their own
+        forward; ONNX Runtime and OpenVINO run an exported graph. With ``first_token_only`` the
+        head may get only the first token's state (shape ``(batch, 1, hidden)``): the lean pass
+        then runs the last layer for that token alone.
         """
         loaded = replica or self.loaded
         input_ids, attention_mask = self._pad(rows, loaded.device)
-        lean = loaded.lean
-        if lean is not None:
-            hidden = lean(input_ids, attention_mask, first_token_only=first_token_only)
-        else:
-            hidden = loaded.model(input_ids=input_ids, attention_mask=attention_mask,
-                                  return_dict=True).last_hidden_state
+        hidden = loaded.backbone(input_ids, attention_mask, first_token_only=first_token_only)
         return head(hidden, input_ids, attention_mask)
 
     def workers(self) -> int:
@@ -150,7 +147,7 @@ class Engine:
     def replica_on(self, device: torch.device) -> LoadedModel:
         """The model whose weights live on ``device`` (heads built per device look it up)."""
         for loaded in (self.loaded, *self.replicas):
-            if _weights_device(loaded.model) == device:
+            if _weights_device(loaded) == device:
                 return loaded
         msg = f"No replica of {self.loaded.name!r} on {device}."
         raise LookupError(msg)
@@ -202,5 +199,7 @@ class Engine:
         return results
 
 
-def _weights_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def _weights_device(loaded: LoadedModel) -> torch.device:
+    if loaded.model is None:  # runtime backends run on the CPU
+        return loaded.device
+    return next(loaded.model.parameters()).device

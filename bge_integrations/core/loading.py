@@ -17,12 +17,15 @@ import torch
 import transformers
 from packaging.version import Version
 
+from ..backends.base import RUNTIME_BACKENDS, Backbone, check_backend
+from ..backends.torch_backbone import TorchBackbone
 from .hardware import resolve_device, resolve_dtype
-from .lean_encoder import LeanEncoder, lean_encoder
+from .lean_encoder import LeanEncoder
 from .resolve import resolve_model_dir
 
 __all__ = ["LoadedModel", "load_model", "clear_model_cache", "quantize_int8", "TORCH_DTYPES",
-           "IncompleteCheckpointError", "check_loading_info", "quiet_transformers"]
+           "IncompleteCheckpointError", "check_loading_info", "quiet_transformers",
+           "forget_model", "runtime_device"]
 
 #: compute dtype name -> torch dtype of the weights (int8 keeps float32 outside quantized Linear)
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
@@ -39,26 +42,47 @@ class IncompleteCheckpointError(ValueError):
 
 @dataclass
 class LoadedModel:
-    """A tokenizer and backbone loaded once and shared by every embedder that uses them."""
+    """A tokenizer and backbone loaded once and shared by every embedder that uses them.
+
+    ``backbone`` runs the model (:mod:`bge_integrations.backends`); with the torch backend it
+    wraps ``model``, the runtime backends (ONNX Runtime, OpenVINO) keep no torch weights and
+    ``model`` is None.
+    """
 
     name: str
     path: str
     tokenizer: Any
-    model: torch.nn.Module
+    model: torch.nn.Module | None
     device: torch.device
     dtype: str
+    backbone: Backbone | None = None
+    config: Any = None
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
     extras: dict[str, Any] = field(default_factory=dict)
     extras_lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __post_init__(self) -> None:
+        if self.backbone is None:
+            if self.model is None:
+                msg = "LoadedModel needs a model or a backbone."
+                raise ValueError(msg)
+            self.backbone = TorchBackbone(self.model)
+        if self.config is None and self.model is not None:
+            self.config = self.model.config
+
+    @property
+    def backend(self) -> str:
+        """Name of the backend that runs the backbone (``"torch"``, ``"onnx"``, ...)."""
+        return self.backbone.name
+
     @property
     def hidden_size(self) -> int:
-        return int(self.model.config.hidden_size)
+        return int(self.config.hidden_size)
 
     @property
     def lean(self) -> LeanEncoder | None:
         """The model's lean forward pass (:mod:`.lean_encoder`), if its layout allows one."""
-        return self.extra("lean_encoder", lambda: lean_encoder(self.model))
+        return getattr(self.backbone, "lean", None)
 
     def extra(self, key: str, build: Callable[[], Any]) -> Any:
         """Load-once storage for parts tied to this model (e.g. BGE-M3 heads)."""
@@ -68,7 +92,7 @@ class LoadedModel:
             return self.extras[key]
 
 
-_CACHE: dict[tuple[str, str, str, bool], LoadedModel] = {}
+_CACHE: dict[tuple[str, str, str, bool, str], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -78,41 +102,64 @@ def clear_model_cache() -> None:
         _CACHE.clear()
 
 
+def forget_model(loaded: LoadedModel) -> None:
+    """Drop ``loaded`` from the model cache (it is freed once nothing else holds it)."""
+    with _CACHE_LOCK:
+        for key in [k for k, v in _CACHE.items() if v is loaded]:
+            del _CACHE[key]
+
+
 def load_model(name_or_path: str, *, device: str | torch.device | None = "auto",
                dtype: str | torch.dtype | None = "auto",
-               trust_remote_code: bool = False, show_progress: bool = False) -> LoadedModel:
-    """Load (or reuse) tokenizer + backbone for ``(model, device, dtype)``.
+               trust_remote_code: bool = False, show_progress: bool = False,
+               backend: str = "torch") -> LoadedModel:
+    """Load (or reuse) tokenizer + backbone for ``(model, device, dtype, backend)``.
 
     transformers' and the hub's own progress bars and load reports stay quiet: a download
     shows its bars only with ``show_progress=True``; a checkpoint with missing or unknown
     backbone weights raises :class:`IncompleteCheckpointError` instead of loading random ones.
+    ``backend`` is ``"torch"``, ``"onnx"``, ``"openvino"`` or ``"auto"``
+    (:func:`bge_integrations.backends.auto.choose_backend`).
     """
-    resolved_device = resolve_device(device)
-    dtype_name = resolve_dtype(dtype, resolved_device)
+    backend = check_backend(backend)
+    if backend == "auto":
+        from ..backends.auto import choose_backend
+
+        return choose_backend(name_or_path, device=device, dtype=dtype,
+                              trust_remote_code=trust_remote_code, show_progress=show_progress)
+    if backend in RUNTIME_BACKENDS:
+        resolved_device = runtime_device(device, backend)
+        dtype_name = "float32" if dtype in (None, "auto") else resolve_dtype(dtype,
+                                                                            resolved_device)
+    else:
+        resolved_device = resolve_device(device)
+        dtype_name = resolve_dtype(dtype, resolved_device)
     with quiet_transformers(hub_bars=show_progress):
         path = resolve_model_dir(name_or_path)
-    key = (path, str(resolved_device), dtype_name, bool(trust_remote_code))
+    key = (path, str(resolved_device), dtype_name, bool(trust_remote_code), backend)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
             return cached
         with quiet_transformers():
             loaded = _load_uncached(name_or_path, path, resolved_device, dtype_name,
-                                    trust_remote_code)
+                                    trust_remote_code, backend)
         _CACHE[key] = loaded
         return loaded
 
 
-def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
-                   trust_remote_code: bool) -> LoadedModel:
-    from transformers import AutoModel, AutoTokenizer
+def runtime_device(device: str | torch.device | None, backend: str) -> torch.device:
+    """The CPU, for the runtime backends (``device`` must be ``"auto"`` or a CPU)."""
+    if device in (None, "auto") or str(device) == "cpu":
+        return torch.device("cpu")
+    msg = (f"backend={backend!r} runs on the CPU; got device={str(device)!r}. Use device='cpu' "
+           "(or 'auto'), or backend='torch' for GPUs.")
+    raise ValueError(msg)
 
+
+def _from_pretrained(name: str, path: str, load: Callable[[], Any]) -> Any:
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model, info = AutoModel.from_pretrained(
-            path, trust_remote_code=trust_remote_code, output_loading_info=True,
-            **{_DTYPE_KWARG: TORCH_DTYPES[dtype_name]},
-        )
+        return load()
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
             msg = (f"Model {name!r} ships custom code; pass trust_remote_code=True if you "
@@ -122,14 +169,43 @@ def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
     except OSError as exc:
         msg = f"Could not load model {name!r} from {path!r}: {exc}"
         raise OSError(msg) from exc
+
+
+def _load_backbone(name: str, path: str, dtype_name: str, trust_remote_code: bool
+                   ) -> torch.nn.Module:
+    """The checked backbone in eval mode (weights dtype of ``dtype_name``; int8 quantized)."""
+    from transformers import AutoModel
+
+    model, info = _from_pretrained(name, path, lambda: AutoModel.from_pretrained(
+        path, trust_remote_code=trust_remote_code, output_loading_info=True,
+        **{_DTYPE_KWARG: TORCH_DTYPES[dtype_name]}))
     check_loading_info(model, info, path)
     model.config.use_cache = False
     model.eval()
     if dtype_name == "int8":
         model = quantize_int8(model)
-    model.to(device)
-    return LoadedModel(name=name, path=path, tokenizer=tokenizer, model=model, device=device,
-                       dtype=dtype_name)
+    return model
+
+
+def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
+                   trust_remote_code: bool, backend: str) -> LoadedModel:
+    from transformers import AutoConfig, AutoTokenizer
+
+    tokenizer = _from_pretrained(name, path, lambda: AutoTokenizer.from_pretrained(
+        path, trust_remote_code=trust_remote_code))
+    if backend == "torch":
+        model = _load_backbone(name, path, dtype_name, trust_remote_code).to(device)
+        return LoadedModel(name=name, path=path, tokenizer=tokenizer, model=model,
+                           device=device, dtype=dtype_name)
+    from ..backends.build import build_runtime_backbone
+
+    config = _from_pretrained(name, path, lambda: AutoConfig.from_pretrained(
+        path, trust_remote_code=trust_remote_code))
+    backbone = build_runtime_backbone(
+        backend, dtype_name, name, path, config,
+        lambda: _load_backbone(name, path, "float32", trust_remote_code))
+    return LoadedModel(name=name, path=path, tokenizer=tokenizer, model=None, device=device,
+                       dtype=dtype_name, backbone=backbone, config=config)
 
 
 _QUIET_LOCK = threading.RLock()

@@ -100,7 +100,8 @@ class BGEM3Embedder(EncoderBase):
 
     Only the requested heads run. Sparse: ``relu(sparse_linear(h))`` per token, special tokens
     dropped, max over repeats. ColBERT: ``colbert_linear(h[:, 1:])``, L2-normalized, one vector
-    per token after CLS. Heads load from ``colbert_linear.pt`` / ``sparse_linear.pt`` with
+    per token after CLS. ``backend`` (see :class:`BGEEmbedder`) runs the backbone; the heads
+    run in torch on its output. Heads load from ``colbert_linear.pt`` / ``sparse_linear.pt`` with
     ``weights_only=True``; a missing file is an error, never random weights.
 
     Example:
@@ -118,7 +119,7 @@ class BGEM3Embedder(EncoderBase):
                  show_progress: bool = False, trust_remote_code: bool = False,
                  max_texts_per_call: int | None = None,
                  max_tokens_per_call: int | None = None,
-                 num_workers: int | None = None) -> None:
+                 num_workers: int | None = None, backend: str = "torch") -> None:
         spec = resolve_spec(model_name_or_path, family=Family.M3.value, pooling="cls",
                             max_length=8192)
         super().__init__(model_name_or_path, spec, device=device, dtype=dtype,
@@ -127,7 +128,8 @@ class BGEM3Embedder(EncoderBase):
                          batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                          show_progress=show_progress, trust_remote_code=trust_remote_code,
                          max_texts_per_call=max_texts_per_call,
-                         max_tokens_per_call=max_tokens_per_call, num_workers=num_workers)
+                         max_tokens_per_call=max_tokens_per_call, num_workers=num_workers,
+                         backend=backend)
         tok = self._loaded.tokenizer
         self._unused_ids = frozenset(
             int(i) for i in (tok.cls_token_id, tok.eos_token_id, tok.pad_token_id,

@@ -1,0 +1,197 @@
+"""Backends: ONNX Runtime and OpenVINO give the torch backend's outputs; cache; bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bge_integrations import BGEEmbedder, BGEM3Embedder
+from bge_integrations.backends import BackendExportError
+from bge_integrations.core.loading import clear_model_cache
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+RUNTIMES = ["onnx", "openvino"]
+TEXTS = ["BGE embeds text.", "x", "a much longer text about retrieval and embeddings " * 6,
+         "médium sized sentence, with punctuation!", "query: what is a backbone?"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def graph_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Exported graphs of this module go to a cache of their own."""
+    mp = pytest.MonkeyPatch()
+    cache = tmp_path_factory.mktemp("graph-cache")
+    mp.setenv("BGE_INTEGRATIONS_CACHE", str(cache))
+    yield cache
+    mp.undo()
+
+
+def _close(a: np.ndarray, b: np.ndarray, atol: float = 1e-5) -> None:
+    np.testing.assert_allclose(a, b, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_bert_cls_parity(tiny_bert: str, bert_embedder: BGEEmbedder, backend: str) -> None:
+    emb = BGEEmbedder(tiny_bert, device="cpu", backend=backend)
+    assert emb.backend == backend and emb._loaded.model is None  # no torch weights kept
+    _close(emb.encode_queries(TEXTS), bert_embedder.encode_queries(TEXTS))
+    _close(emb.encode_documents(TEXTS[:1]), bert_embedder.encode_documents(TEXTS[:1]))
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_m3_heads_parity(tiny_m3: str, m3: BGEM3Embedder, backend: str) -> None:
+    other = BGEM3Embedder(tiny_m3, device="cpu", backend=backend)
+    mine = other.encode_documents(TEXTS, dense=True, sparse=True, colbert=True)
+    ref = m3.encode_documents(TEXTS, dense=True, sparse=True, colbert=True)
+    _close(mine.dense, ref.dense)
+    for got, want in zip(mine.sparse, ref.sparse):
+        assert got.keys() == want.keys()
+        _close(np.array(list(got.values())), np.array([want[k] for k in got]))
+    for got, want in zip(mine.colbert, ref.colbert):
+        assert got.shape == want.shape
+        _close(got, want)
+    scores = other.compute_score(("BGE embeds text.", TEXTS[2]))
+    expected = m3.compute_score(("BGE embeds text.", TEXTS[2]))
+    assert scores == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fixture", ["tiny_mistral", "tiny_icl"])
+def test_decoder_last_token_parity(request: pytest.FixtureRequest, fixture: str) -> None:
+    path = request.getfixturevalue(fixture)
+    ref = BGEEmbedder(path, device="cpu")
+    for backend in RUNTIMES:
+        emb = BGEEmbedder(path, device="cpu", backend=backend)
+        _close(emb.encode_queries(TEXTS), ref.encode_queries(TEXTS))
+        _close(emb.encode_documents(TEXTS), ref.encode_documents(TEXTS))
+
+
+@pytest.mark.slow
+def test_minilm_parity_and_int8(minilm_dir: str) -> None:
+    ref = BGEEmbedder(minilm_dir, device="cpu", pooling="mean").encode(TEXTS)
+    for backend in RUNTIMES:
+        emb = BGEEmbedder(minilm_dir, device="cpu", pooling="mean", backend=backend)
+        _close(emb.encode(TEXTS), ref)
+        int8 = BGEEmbedder(minilm_dir, device="cpu", pooling="mean", backend=backend,
+                           dtype="int8").encode(TEXTS)
+        assert np.min(np.sum(int8 * ref, axis=1)) > 0.98  # cosine to float32
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_int8_runs_quantized_graph(tiny_bert: str, bert_embedder: BGEEmbedder,
+                                   backend: str) -> None:
+    emb = BGEEmbedder(tiny_bert, device="cpu", backend=backend, dtype="int8")
+    assert emb.dtype == "int8"
+    got, want = emb.encode(TEXTS), bert_embedder.encode(TEXTS)
+    assert np.abs(got - want).max() > 1e-7  # really quantized
+    assert np.min(np.sum(got * want, axis=1)) > 0.99
+
+
+def _graph_dirs(cache: Path) -> list[Path]:
+    return [d for d in (cache / "graphs").iterdir() if (d / "manifest.json").is_file()]
+
+
+def test_damaged_cached_graph_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         tiny_bert: str, bert_embedder: BGEEmbedder) -> None:
+    monkeypatch.setenv("BGE_INTEGRATIONS_CACHE", str(tmp_path))
+    clear_model_cache()
+    BGEEmbedder(tiny_bert, device="cpu", backend="onnx")
+    graphs = [d for d in _graph_dirs(tmp_path)
+              if json.loads((d / "manifest.json").read_text())["parts"].get("backend") == "onnx"]
+    assert len(graphs) == 1
+    data = graphs[0] / "model.onnx.data"
+    damaged = bytearray(data.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte in a weight
+    data.write_bytes(bytes(damaged))
+    clear_model_cache()
+    emb = BGEEmbedder(tiny_bert, device="cpu", backend="onnx")
+    _close(emb.encode(TEXTS), bert_embedder.encode(TEXTS))
+    assert data.read_bytes() != bytes(damaged)  # rebuilt, not loaded
+    (graphs[0] / "manifest.json").write_text("{not json")
+    clear_model_cache()
+    _close(BGEEmbedder(tiny_bert, device="cpu", backend="onnx").encode(TEXTS),
+           bert_embedder.encode(TEXTS))
+    assert json.loads((graphs[0] / "manifest.json").read_text())["files"]
+
+
+def test_missing_extra_names_it(tiny_bert: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_model_cache()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'bge-integrations\[onnx\]'"):
+        BGEEmbedder(tiny_bert, device="cpu", backend="onnx")
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(ImportError, match=r"bge-integrations\[openvino\]"):
+        BGEEmbedder(tiny_bert, device="cpu", backend="openvino")
+
+
+def test_export_failure_suggests_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       tiny_bert: str) -> None:
+    import torch
+
+    monkeypatch.setenv("BGE_INTEGRATIONS_CACHE", str(tmp_path))
+    clear_model_cache()
+
+    def unsupported(*args: object, **kwargs: object) -> None:
+        msg = "unsupported operator aten::fancy"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    with pytest.raises(BackendExportError, match=r"backend='torch'.*|aten::fancy"):
+        BGEEmbedder(tiny_bert, device="cpu", backend="onnx")
+    assert not _graph_dirs(tmp_path)  # nothing half-built is left to load
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"backend": "tensorrt"}, "valid values: 'torch', 'onnx', 'openvino', 'auto'"),
+    ({"backend": "onnx", "dtype": "bfloat16"}, "use backend='torch' for float16/bfloat16"),
+    ({"backend": "openvino", "device": "cuda:0"}, "runs on the CPU"),
+])
+def test_bad_backend_options(tiny_bert: str, kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        BGEEmbedder(tiny_bert, **kwargs)
+
+
+def test_auto_measures_once_then_remembers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           tiny_bert: str, bert_embedder: BGEEmbedder) -> None:
+    from bge_integrations.backends import auto
+
+    monkeypatch.setenv("BGE_INTEGRATIONS_CACHE", str(tmp_path))
+    clear_model_cache()
+    emb = BGEEmbedder(tiny_bert, device="cpu", backend="auto")
+    choices = json.loads((tmp_path / auto.CHOICE_FILE).read_text())
+    (record,) = choices.values()
+    assert set(record["seconds"]) == {"torch", "onnx", "openvino"}
+    fastest = min(record["seconds"], key=record["seconds"].get)
+    assert emb.backend == record["backend"] == fastest
+    _close(emb.encode(TEXTS), bert_embedder.encode(TEXTS))
+    clear_model_cache()
+
+    def no_timing(*args: object) -> float:
+        raise AssertionError("the remembered choice is used")
+
+    monkeypatch.setattr(auto, "time_backend", no_timing)
+    assert BGEEmbedder(tiny_bert, device="cpu", backend="auto").backend == fastest
+
+
+def test_auto_keeps_torch_off_cpu_dtypes(tiny_bert: str) -> None:
+    emb = BGEEmbedder(tiny_bert, device="cpu", backend="auto", dtype="bfloat16")
+    assert emb.backend == "torch" and emb.dtype == "bfloat16"
+
+
+def test_adapters_take_backend(tiny_bert: str, bert_embedder: BGEEmbedder) -> None:
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    from bge_integrations.langchain import BGEEmbeddings
+    from bge_integrations.llama_index import BGEEmbedding
+
+    want = bert_embedder.encode_documents(TEXTS[:2])
+    lc = BGEEmbeddings(model_name=tiny_bert, device="cpu", backend="onnx")
+    _close(np.array(lc.embed_documents(TEXTS[:2])), want)
+    li = BGEEmbedding(model_name=tiny_bert, device="cpu", backend="openvino")
+    _close(np.array(li.get_text_embedding_batch(TEXTS[:2])), want)
