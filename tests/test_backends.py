@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,9 +63,8 @@ def test_m3_heads_parity(tiny_m3: str, m3: BGEM3Embedder, backend: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fixture", ["tiny_mistral", "tiny_icl"])
-def test_decoder_last_token_parity(request: pytest.FixtureRequest, fixture: str) -> None:
-    path = request.getfixturevalue(fixture)
+def test_decoder_last_token_parity(tiny_icl: str) -> None:
+    path = tiny_icl  # bge-en-icl-shaped Mistral, left padding, ICL query prompt
     ref = BGEEmbedder(path, device="cpu")
     for backend in RUNTIMES:
         emb = BGEEmbedder(path, device="cpu", backend=backend)
@@ -80,7 +80,7 @@ def test_minilm_parity_and_int8(minilm_dir: str) -> None:
         _close(emb.encode(TEXTS), ref)
         int8 = BGEEmbedder(minilm_dir, device="cpu", pooling="mean", backend=backend,
                            dtype="int8").encode(TEXTS)
-        assert np.min(np.sum(int8 * ref, axis=1)) > 0.98  # cosine to float32
+        assert np.min(np.sum(int8 * ref, axis=1)) > 0.95  # cosine to float32; STS below
 
 
 @pytest.mark.parametrize("backend", RUNTIMES)
@@ -97,15 +97,21 @@ def _graph_dirs(cache: Path) -> list[Path]:
     return [d for d in (cache / "graphs").iterdir() if (d / "manifest.json").is_file()]
 
 
+def _graph_of(cache: Path, model_dir: str, **parts: str) -> Path:
+    """The cached graph of ``model_dir`` whose key parts include ``parts``."""
+    (found,) = [d for d in _graph_dirs(cache) if d.name.startswith(Path(model_dir).name + "-")
+                and parts.items() <= json.loads((d / "manifest.json").read_text())["parts"].items()]
+    return found
+
+
 def test_damaged_cached_graph_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         tiny_bert: str, bert_embedder: BGEEmbedder) -> None:
+                                         graph_cache: Path, tiny_bert: str,
+                                         bert_embedder: BGEEmbedder) -> None:
+    BGEEmbedder(tiny_bert, device="cpu", backend="onnx")  # in the module's cache
+    shutil.copytree(graph_cache, tmp_path, dirs_exist_ok=True)  # damage a copy of it
     monkeypatch.setenv("BGE_INTEGRATIONS_CACHE", str(tmp_path))
-    clear_model_cache()
-    BGEEmbedder(tiny_bert, device="cpu", backend="onnx")
-    graphs = [d for d in _graph_dirs(tmp_path)
-              if json.loads((d / "manifest.json").read_text())["parts"].get("backend") == "onnx"]
-    assert len(graphs) == 1
-    data = graphs[0] / "model.onnx.data"
+    graph = _graph_of(tmp_path, tiny_bert, backend="onnx", dtype="float32")
+    data = graph / "model.onnx.data"
     damaged = bytearray(data.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte in a weight
     data.write_bytes(bytes(damaged))
@@ -113,11 +119,11 @@ def test_damaged_cached_graph_is_rebuilt(tmp_path: Path, monkeypatch: pytest.Mon
     emb = BGEEmbedder(tiny_bert, device="cpu", backend="onnx")
     _close(emb.encode(TEXTS), bert_embedder.encode(TEXTS))
     assert data.read_bytes() != bytes(damaged)  # rebuilt, not loaded
-    (graphs[0] / "manifest.json").write_text("{not json")
+    (graph / "manifest.json").write_text("{not json")
     clear_model_cache()
     _close(BGEEmbedder(tiny_bert, device="cpu", backend="onnx").encode(TEXTS),
            bert_embedder.encode(TEXTS))
-    assert json.loads((graphs[0] / "manifest.json").read_text())["files"]
+    assert json.loads((graph / "manifest.json").read_text())["files"]
 
 
 def test_missing_extra_names_it(tiny_bert: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,14 +163,14 @@ def test_bad_backend_options(tiny_bert: str, kwargs: dict, match: str) -> None:
         BGEEmbedder(tiny_bert, **kwargs)
 
 
-def test_auto_measures_once_then_remembers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_auto_measures_once_then_remembers(graph_cache: Path, monkeypatch: pytest.MonkeyPatch,
                                            tiny_bert: str, bert_embedder: BGEEmbedder) -> None:
     from bge_integrations.backends import auto
 
-    monkeypatch.setenv("BGE_INTEGRATIONS_CACHE", str(tmp_path))
+    (graph_cache / auto.CHOICE_FILE).unlink(missing_ok=True)
     clear_model_cache()
     emb = BGEEmbedder(tiny_bert, device="cpu", backend="auto")
-    choices = json.loads((tmp_path / auto.CHOICE_FILE).read_text())
+    choices = json.loads((graph_cache / auto.CHOICE_FILE).read_text())
     (record,) = choices.values()
     assert set(record["seconds"]) == {"torch", "onnx", "openvino"}
     fastest = min(record["seconds"], key=record["seconds"].get)
@@ -195,3 +201,21 @@ def test_adapters_take_backend(tiny_bert: str, bert_embedder: BGEEmbedder) -> No
     _close(np.array(lc.embed_documents(TEXTS[:2])), want)
     li = BGEEmbedding(model_name=tiny_bert, device="cpu", backend="openvino")
     _close(np.array(li.get_text_embedding_batch(TEXTS[:2])), want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("backend", "dtype"), [
+    ("onnx", "int8"), ("openvino", "int8"), ("torch", "int8"), ("torch", "bfloat16")])
+def test_low_precision_keeps_sts(minilm_dir: str, sts_dev: tuple, backend: str,
+                                 dtype: str) -> None:
+    """int8 and bf16 lose at most 0.5 STS-B dev Spearman points (x100) with MiniLM."""
+    from scipy.stats import spearmanr
+
+    from bge_integrations.core.hardware import cpu_has_native_bf16
+
+    if dtype == "bfloat16" and not cpu_has_native_bf16():
+        pytest.skip("bfloat16 runs only on CPUs with native bf16")
+    s1, s2, gold = sts_dev
+    emb = BGEEmbedder(minilm_dir, device="cpu", pooling="mean", backend=backend, dtype=dtype)
+    cosine = np.sum(emb.encode(s1) * emb.encode(s2), axis=1)
+    assert 100 * spearmanr(cosine, gold).statistic >= 86.72 - 0.5  # float32: 86.72

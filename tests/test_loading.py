@@ -75,7 +75,7 @@ def test_empty_weights_file_is_an_error(fresh_bert: Path) -> None:
 def test_unknown_backbone_weight_is_an_error(fresh_bert: Path) -> None:
     path = fresh_bert / "model.safetensors"
     state = load_file(path)
-    state["encoder.layer.7.output.dense.weight"] = state["encoder.layer.0.output.dense.weight"].clone()
+    state["encoder.layer.7.output.dense.weight"] = state["encoder.layer.0.output.dense.weight"] * 1
     save_file(state, path, metadata={"format": "pt"})
     with pytest.raises(IncompleteCheckpointError, match="do not fit"):
         BGEEmbedder(str(fresh_bert), device="cpu")
