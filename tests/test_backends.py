@@ -219,3 +219,26 @@ def test_low_precision_keeps_sts(minilm_dir: str, sts_dev: tuple, backend: str,
     emb = BGEEmbedder(minilm_dir, device="cpu", pooling="mean", backend=backend, dtype=dtype)
     cosine = np.sum(emb.encode(s1) * emb.encode(s2), axis=1)
     assert 100 * spearmanr(cosine, gold).statistic >= 86.72 - 0.5  # float32: 86.72
+
+
+@pytest.mark.parametrize(("flags", "native"), [
+    ({"avx2", "fma"}, False), ({"avx512f", "avx512_vnni"}, False),
+    ({"avx512f", "avx512_bf16"}, True), ({"amx_tile", "amx_bf16"}, True)])
+def test_bf16_decision_reads_cpu_flags(monkeypatch: pytest.MonkeyPatch, flags: set[str],
+                                       native: bool) -> None:
+    """dtype='auto' stays float32 on every CPU (never bf16, AVX2-only or not); an explicit
+    bfloat16 warns where the CPU has no native bf16."""
+    import warnings
+
+    import torch
+
+    from bge_integrations.core import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+    cpu = torch.device("cpu")
+    assert hardware.cpu_has_native_bf16() is native
+    assert hardware.resolve_dtype("auto", cpu) == "float32"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert hardware.resolve_dtype("bfloat16", cpu) == "bfloat16"
+    assert bool(caught) is not native

@@ -15,8 +15,9 @@ __all__ = ["BACKENDS", "RUNTIME_BACKENDS", "Backbone", "BackendExportError", "ch
 BACKENDS = ("torch", "onnx", "openvino", "auto")
 #: backends that run an exported graph (CPU, float32 or int8)
 RUNTIME_BACKENDS = ("onnx", "openvino")
-#: backend -> (module to import, pip extra that installs it)
+#: backend -> (runtime module, pip extra that installs it); the export needs onnx + onnxscript
 _EXTRAS = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
+_EXPORT_MODULES = ("onnx", "onnxscript")
 
 
 class BackendExportError(RuntimeError):
@@ -48,10 +49,12 @@ def check_backend(backend: object) -> str:
 
 def import_runtime(backend: str) -> ModuleType:
     """The runtime module of ``backend``; an ImportError naming the extra when it is missing."""
-    module, extra = _EXTRAS[backend]
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        msg = (f"backend={backend!r} needs {module}, which is not installed: "
-               f"pip install 'bge-integrations[{extra}]' (or use backend='torch').")
-        raise ImportError(msg) from exc
+    runtime, extra = _EXTRAS[backend]
+    for module in (*_EXPORT_MODULES, runtime):
+        try:
+            loaded = importlib.import_module(module)
+        except ImportError as exc:
+            msg = (f"backend={backend!r} needs {module}, which is not installed: "
+                   f"pip install 'bge-integrations[{extra}]' (or use backend='torch').")
+            raise ImportError(msg) from exc
+    return loaded
