@@ -72,6 +72,10 @@ class OpenVinoBackbone:
             "NUM_STREAMS": str(streams),
         })
         self._local = threading.local()
+        # One inference here, on one thread: OpenVINO's Python binding initialises its numpy
+        # bridge lazily, and two engine workers doing that at once can deadlock on the GIL.
+        ones = torch.ones((1, 2), dtype=torch.long)
+        self(ones, ones)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
                  first_token_only: bool = False) -> torch.Tensor:
