@@ -9,15 +9,20 @@ from .core import (
     DEFAULT_MODEL,
     BGEEmbedder,
     BGEM3Embedder,
+    BGEReranker,
     Family,
     M3Output,
     ModelNotFoundError,
     ModelSpec,
     Pooling,
+    RerankerKind,
+    RerankerSpec,
     clear_model_cache,
     get_spec,
     list_models,
+    list_rerankers,
     register_model,
+    register_reranker,
 )
 from .retrieval import DenseIndex, Hit, HybridIndex
 
@@ -39,5 +44,10 @@ __all__ = [
     "list_models",
     "clear_model_cache",
     "ModelNotFoundError",
+    "BGEReranker",
+    "RerankerSpec",
+    "RerankerKind",
+    "register_reranker",
+    "list_rerankers",
     "__version__",
 ]

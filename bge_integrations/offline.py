@@ -39,6 +39,10 @@ __all__ = [
 FALLBACK_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 #: tiny kind -> directory name; the name makes the registry give it the matching spec
 TINY_NAMES = {"bert": "bge-small-en-v1.5", "xlm-roberta": "bge-m3", "mistral": "bge-en-icl"}
+TINY_NAMES.update({"xlm-roberta-reranker": "bge-reranker-v2-m3",  # rerankers (issue 18)
+                   "gemma-reranker": "bge-reranker-v2-gemma",
+                   "minicpm-layerwise": "bge-reranker-v2-minicpm-layerwise",
+                   "gemma2-lightweight": "bge-reranker-v2.5-gemma2-lightweight"})
 
 _OFFLINE_VALUES = {"1", "true", "yes", "on"}
 

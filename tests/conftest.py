@@ -90,6 +90,48 @@ def offline_env(tiny_cache: Path) -> dict[str, str]:
             "TOKENIZERS_PARALLELISM": "false"}
 
 
+# -- rerankers (issue 18) -----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_reranker(tiny_dir: Path) -> str:
+    """bge-reranker-v2-m3-shaped XLM-R sequence classifier (registry: encoder)."""
+    from bge_integrations.tiny_models import build_tiny_reranker
+
+    return str(build_tiny_reranker("xlm-roberta-reranker", tiny_dir / "bge-reranker-v2-m3"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_reranker(tiny_dir: Path) -> str:
+    """bge-reranker-v2-gemma-shaped Gemma causal LM, left padding (registry: llm)."""
+    from bge_integrations.tiny_models import build_tiny_reranker
+
+    return str(build_tiny_reranker("gemma-reranker", tiny_dir / "bge-reranker-v2-gemma"))
+
+
+@pytest.fixture(scope="session")
+def tiny_layerwise_reranker(tiny_dir: Path) -> str:
+    """bge-reranker-v2-minicpm-layerwise-shaped checkpoint (4 layers, heads from layer 2)."""
+    from bge_integrations.tiny_models import build_tiny_reranker
+
+    return str(build_tiny_reranker("minicpm-layerwise",
+                                   tiny_dir / "bge-reranker-v2-minicpm-layerwise"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lightweight_reranker(tiny_dir: Path) -> str:
+    """bge-reranker-v2.5-gemma2-lightweight-shaped checkpoint (4 layers, heads from layer 2)."""
+    from bge_integrations.tiny_models import build_tiny_reranker
+
+    return str(build_tiny_reranker("gemma2-lightweight",
+                                   tiny_dir / "bge-reranker-v2.5-gemma2-lightweight"))
+
+
+@pytest.fixture(scope="session")
+def reranker(tiny_reranker: str):
+    from bge_integrations import BGEReranker
+
+    return BGEReranker(tiny_reranker, device="cpu")
+
+
 # -- backends (issue 19) -----------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def sts_dev() -> tuple[list[str], list[str], list[float]]:

@@ -242,3 +242,25 @@ def test_bf16_decision_reads_cpu_flags(monkeypatch: pytest.MonkeyPatch, flags: s
         warnings.simplefilter("always")
         assert hardware.resolve_dtype("bfloat16", cpu) == "bfloat16"
     assert bool(caught) is not native
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_encoder_reranker_parity(tiny_reranker: str, backend: str) -> None:
+    from bge_integrations import BGEReranker
+
+    pairs = [("what is BGE?", TEXTS[0]), ("what is BGE?", TEXTS[2]), ("x", "y")]
+    ref = BGEReranker(tiny_reranker, device="cpu")
+    other = BGEReranker(tiny_reranker, device="cpu", backend=backend)
+    assert other.backend == backend and other._loaded.model is None
+    _close(other.compute_score(pairs), ref.compute_score(pairs))
+    _close(other.compute_score(pairs, normalize=True), ref.compute_score(pairs, normalize=True))
+    ranked, expected = other.rerank("what is BGE?", TEXTS), ref.rerank("what is BGE?", TEXTS)
+    _close(np.array([score for _, score in ranked]), np.array([score for _, score in expected]))
+
+
+def test_llm_reranker_refuses_runtime_backends(tiny_llm_reranker: str) -> None:
+    from bge_integrations import BGEReranker
+
+    with pytest.raises(ValueError, match=r"runs encoder rerankers.*backend='torch'"):
+        BGEReranker(tiny_llm_reranker, device="cpu", backend="onnx")
+    assert BGEReranker(tiny_llm_reranker, device="cpu", backend="auto").backend == "torch"

@@ -49,7 +49,7 @@ def python_blocks(text: str) -> list[tuple[int, str, bool]]:
 
 @pytest.fixture(scope="session")
 def stand_in_hub_cache(tmp_path_factory: pytest.TempPathFactory, tiny_bert: str, tiny_m3: str,
-                       tiny_icl: str) -> Path:
+                       tiny_icl: str, request: pytest.FixtureRequest) -> Path:
     """A Hugging Face cache holding every registered hub id (but the packaged MiniLM)."""
     cache = tmp_path_factory.mktemp("hf-hub-cache")
     stand_in = {Family.ENCODER: tiny_bert, Family.M3: tiny_m3, Family.ICL: tiny_icl,
@@ -62,7 +62,26 @@ def stand_in_hub_cache(tmp_path_factory: pytest.TempPathFactory, tiny_bert: str,
         (repo / "refs" / "main").write_text(_COMMIT)
         (repo / "snapshots").mkdir()
         (repo / "snapshots" / _COMMIT).symlink_to(stand_in[spec.family], target_is_directory=True)
+    _stand_in_rerankers(cache, request)
     return cache
+
+
+def _stand_in_rerankers(cache: Path, request: pytest.FixtureRequest) -> None:
+    """Registered rerankers (those without remote code) served by tiny ones of their kind."""
+    from bge_integrations.core.rerank_registry import list_rerankers
+
+    fixtures = {"encoder": "tiny_reranker", "llm": "tiny_llm_reranker",
+                "layerwise": "tiny_layerwise_reranker",
+                "lightweight": "tiny_lightweight_reranker"}
+    for spec in list_rerankers():
+        if spec.trust_remote_code:
+            continue
+        repo = cache / ("models--" + spec.name.replace("/", "--"))
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(_COMMIT)
+        (repo / "snapshots").mkdir()
+        (repo / "snapshots" / _COMMIT).symlink_to(
+            request.getfixturevalue(fixtures[spec.kind.value]), target_is_directory=True)
 
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: p.name)
@@ -76,6 +95,9 @@ def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(stand_in_hub_cache))
     monkeypatch.setenv("BGE_INTEGRATIONS_CACHE", str(tiny_cache))
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # docs may register
+    from bge_integrations.core import rerank_registry
+
+    monkeypatch.setattr(rerank_registry, "_REGISTRY", dict(rerank_registry._REGISTRY))
     try:  # docs may set the global LlamaIndex Settings: put them back after the test
         from llama_index.core import Settings as llama_settings
     except ImportError:

@@ -31,6 +31,7 @@ def _rewrite_weights(model_dir: Path, keep) -> None:  # noqa: ANN001 - predicate
 def test_loading_prints_nothing(fresh_bert: Path, capfd: pytest.CaptureFixture[str]) -> None:
     from transformers.utils import logging as hf_logging
 
+    hf_logging.enable_progress_bar()  # as in a fresh process (other tests may turn it off)
     capfd.readouterr()
     emb = BGEEmbedder(str(fresh_bert), device="cpu")
     emb.encode(["a few words"])

@@ -42,8 +42,9 @@ _TEXTS, _TOKENS, _RUNS = 16, 128, 3
 _LOCK = threading.Lock()
 
 
-def _choice_key(model_dir: str, dtype: str) -> str:
+def _choice_key(model_dir: str, dtype: str, model_class: str) -> str:
     parts = graph_parts("onnx", dtype, model_dir, optimize=True)
+    parts["model_class"] = model_class
     parts["openvino"] = graph_parts("openvino", dtype, model_dir, optimize=False)["runtime"]
     parts["cpu"] = sorted(cpu_flags())
     parts["threads"] = torch.get_num_threads()
@@ -90,7 +91,7 @@ def time_backend(loaded: LoadedModel) -> float:
 
 
 def choose_backend(name_or_path: str, *, device: Any, dtype: Any, trust_remote_code: bool,
-                   show_progress: bool) -> LoadedModel:
+                   show_progress: bool, model_class: Any = None) -> LoadedModel:
     """Load the model on the backend :mod:`this rule <.auto>` picks."""
     from ..backends.base import BackendExportError
     from ..core.loading import forget_model, load_model
@@ -99,7 +100,7 @@ def choose_backend(name_or_path: str, *, device: Any, dtype: Any, trust_remote_c
     def load(backend: str) -> LoadedModel:
         return load_model(name_or_path, device=device, dtype=dtype,
                           trust_remote_code=trust_remote_code, show_progress=show_progress,
-                          backend=backend)
+                          backend=backend, model_class=model_class)
 
     dtype_name = "float32" if dtype in (None, "auto") else str(dtype)
     if resolve_device(device).type != "cpu" or dtype_name not in RUNTIME_DTYPES:
@@ -107,7 +108,8 @@ def choose_backend(name_or_path: str, *, device: Any, dtype: Any, trust_remote_c
     installed = [b for b in RUNTIME_BACKENDS if _installed(b)]
     if not installed:
         return load("torch")
-    key = _choice_key(resolve_model_dir(name_or_path), dtype_name)
+    key = _choice_key(resolve_model_dir(name_or_path), dtype_name,
+                      getattr(model_class, "__qualname__", "AutoModel"))
     with _LOCK:
         known = _read_choices().get(key)
         if isinstance(known, dict) and known.get("backend") in ("torch", *installed):

@@ -30,6 +30,7 @@ from ..core.registry import Pooling
 from ..core.resolve import ModelNotFoundError
 from ..offline import go_offline_if_unreachable, looks_local, tiny_kind_for, tiny_model
 from ..retrieval import HybridIndex
+from . import rerank as rerank_cli
 from .demo import DEMO_QUERIES, print_hits, run_demo
 from .indexes import new_index, open_index, save_index
 from .model_table import models_markdown, models_table
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-k", type=_positive_int, default=3, help="hits per query (default 3)")
     _add_model_options(demo)
     demo.set_defaults(handler=_cmd_demo)
+    rerank_cli.add_parser(sub)
     return parser
 
 

@@ -12,8 +12,9 @@ import json
 from collections.abc import Sequence
 
 from ..core.registry import ModelSpec, list_models
+from ..core.rerank_registry import RerankerSpec, list_rerankers
 
-__all__ = ["models_table", "models_markdown", "MARKDOWN_COMMAND"]
+__all__ = ["models_table", "models_markdown", "rerankers_markdown", "MARKDOWN_COMMAND"]
 
 #: the command that writes docs/models.md (a test checks the file equals its output)
 MARKDOWN_COMMAND = "python -m bge_integrations.cli models --markdown > docs/models.md"
@@ -61,7 +62,32 @@ def models_markdown(specs: Sequence[ModelSpec] | None = None) -> str:
             f"{_cell(s.passage_prefix)} | "
             f"{'yes' if s.trust_remote_code else ''} |"
         )
-    return _INTRO + "\n" + "\n".join(rows) + "\n"
+    return _INTRO + "\n" + "\n".join(rows) + "\n\n" + rerankers_markdown()
+
+
+_RERANK_INTRO = """\
+## Rerankers
+
+`BGEReranker("<model>")` knows how each of these scores a (query, passage) pair (see
+[Rerankers](rerank.md)); a model that is not listed needs `kind=` or
+`register_reranker(RerankerSpec(...))`.
+
+- **Kind**: `encoder` (cross-encoder logit), `llm` (the 'Yes' logit after the "A:"/"B:"
+  prompt), `layerwise` (MiniCPM, one head per layer, `cutoff_layers`), `lightweight`
+  (Gemma-2 with per-layer heads and passage compression). The last two run on our own modules.
+"""
+
+
+def rerankers_markdown(specs: Sequence[RerankerSpec] | None = None) -> str:
+    """The reranker section of the models page: one row per registered reranker."""
+    rows = ["| Model | Kind | Context tokens | Query / passage instruction | Remote code |",
+            "|---|---|---:|---|---|"]
+    for s in specs if specs is not None else list_rerankers():
+        instructions = (f"{_cell(s.query_instruction)} / {_cell(s.passage_instruction)}"
+                        if s.query_instruction or s.passage_instruction else "")
+        rows.append(f"| `{s.name}` | {s.kind.value} | {s.max_length} | {instructions} | "
+                    f"{'yes' if s.trust_remote_code else ''} |")
+    return _RERANK_INTRO + "\n" + "\n".join(rows) + "\n"
 
 
 def models_table(specs: Sequence[ModelSpec] | None = None, width: int = 48) -> str:
@@ -74,6 +100,8 @@ def models_table(specs: Sequence[ModelSpec] | None = None, width: int = 48) -> s
         if len(instruction) > width:
             instruction = instruction[:width - 1] + "…"
         lines.append((s.name, s.family.value, s.pooling.value, str(s.dim or ""), instruction))
+    for r in list_rerankers() if specs is None else ():
+        lines.append((r.name, f"rerank:{r.kind.value}", "", "", ""))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
     return "".join(
         ("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]).rstrip()

@@ -4,6 +4,8 @@ from .embedder import DEFAULT_MODEL, BGEEmbedder
 from .loading import clear_model_cache
 from .m3 import BGEM3Embedder, M3Output
 from .registry import Family, ModelSpec, Pooling, get_spec, list_models, register_model
+from .rerank import BGEReranker
+from .rerank_registry import RerankerKind, RerankerSpec, list_rerankers, register_reranker
 from .resolve import ModelNotFoundError
 
 __all__ = [
@@ -19,4 +21,9 @@ __all__ = [
     "list_models",
     "clear_model_cache",
     "ModelNotFoundError",
+    "BGEReranker",
+    "RerankerSpec",
+    "RerankerKind",
+    "register_reranker",
+    "list_rerankers",
 ]

@@ -19,11 +19,15 @@ from .loading import LoadedModel
 from .registry import Pooling
 from .scheduler import BatchQueue, drain
 
-__all__ = ["Engine", "Head", "DEFAULT_BATCH_TOKENS", "DEFAULT_CPU_WORKERS", "padding_side_for"]
+__all__ = ["Engine", "Head", "ModelCall", "DEFAULT_BATCH_TOKENS", "DEFAULT_CPU_WORKERS",
+           "padding_side_for"]
 
 T = TypeVar("T")
 #: (last_hidden_state, input_ids, attention_mask) -> one result per row of the batch
 Head = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Sequence[T]]
+#: (model, input_ids, attention_mask, positions of the rows in the call's input) -> what the
+#: head reads, in place of the backbone's last hidden state (rerankers: logits, layer scores)
+ModelCall = Callable[[LoadedModel, torch.Tensor, torch.Tensor, np.ndarray], Any]
 
 #: default padded-token budget per forward pass, by device type. CPU: swept 256-8192 on a
 #: bge-small-shaped BERT (docs/performance.md); with two single-threaded workers 512 ties
@@ -118,7 +122,8 @@ class Engine:
 
     @torch.inference_mode()
     def forward(self, rows: Sequence[Sequence[int]], head: Head[T], *,
-                first_token_only: bool = False, replica: LoadedModel | None = None
+                first_token_only: bool = False, replica: LoadedModel | None = None,
+                model_call: ModelCall | None = None, positions: np.ndarray | None = None
                 ) -> Sequence[T]:
         """One padded forward pass over ``rows`` (on ``replica``, default the main model) and
         the head on its output.
@@ -131,6 +136,10 @@ class Engine:
         """
         loaded = replica or self.loaded
         input_ids, attention_mask = self._pad(rows, loaded.device)
+        if model_call is not None:
+            return head(model_call(loaded, input_ids, attention_mask,
+                                   np.arange(len(rows)) if positions is None else positions),
+                        input_ids, attention_mask)
         hidden = loaded.backbone(input_ids, attention_mask, first_token_only=first_token_only)
         return head(hidden, input_ids, attention_mask)
 
@@ -153,14 +162,14 @@ class Engine:
         raise LookupError(msg)
 
     def run(self, token_ids: Sequence[Sequence[int]], head: Head[T], *,
-            first_token_only: bool = False) -> list[T]:
+            first_token_only: bool = False, model_call: ModelCall | None = None) -> list[T]:
         """Apply ``head`` to every text, longest first in token-budget batches; input order out.
 
         ``first_token_only``: the head reads only the first token (CLS pooling); see
         :meth:`forward`. Batches run on ``workers()`` workers (:mod:`.scheduler`): on a CPU
         each uses its share of torch's threads, and the outputs do not depend on how many
         there are. A GPU out-of-memory error retries the batch with half the token budget,
-        down to one text; nothing is lost or reordered.
+        down to one text; nothing is lost or reordered. ``model_call``: see :meth:`forward`.
         """
         n = len(token_ids)
         if any(len(row) == 0 for row in token_ids):
@@ -186,7 +195,8 @@ class Engine:
 
             def forward(replica: LoadedModel, positions: np.ndarray) -> Sequence[T]:
                 return self.forward([token_ids[i] for i in positions], head,
-                                    first_token_only=first_token_only, replica=replica)
+                                    first_token_only=first_token_only, replica=replica,
+                                    model_call=model_call, positions=positions)
 
             def done(positions: np.ndarray, out: Sequence[T]) -> None:
                 with lock:

@@ -57,6 +57,8 @@ class LoadedModel:
     dtype: str
     backbone: Backbone | None = None
     config: Any = None
+    #: a task model's head (a reranker's classifier) when a runtime backend runs the backbone
+    head: torch.nn.Module | None = None
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
     extras: dict[str, Any] = field(default_factory=dict)
     extras_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -66,9 +68,9 @@ class LoadedModel:
             if self.model is None:
                 msg = "LoadedModel needs a model or a backbone."
                 raise ValueError(msg)
-            self.backbone = TorchBackbone(self.model)
+            self.backbone = TorchBackbone(getattr(self.model, "base_model", self.model))
         if self.config is None and self.model is not None:
-            self.config = self.model.config
+            self.config = getattr(self.model, "config", None)
 
     @property
     def backend(self) -> str:
@@ -92,7 +94,7 @@ class LoadedModel:
             return self.extras[key]
 
 
-_CACHE: dict[tuple[str, str, str, bool, str], LoadedModel] = {}
+_CACHE: dict[tuple[str, str, str, bool, str, str], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -112,8 +114,11 @@ def forget_model(loaded: LoadedModel) -> None:
 def load_model(name_or_path: str, *, device: str | torch.device | None = "auto",
                dtype: str | torch.dtype | None = "auto",
                trust_remote_code: bool = False, show_progress: bool = False,
-               backend: str = "torch") -> LoadedModel:
+               backend: str = "torch", model_class: Any = None) -> LoadedModel:
     """Load (or reuse) tokenizer + backbone for ``(model, device, dtype, backend)``.
+
+    ``model_class``: what loads the weights (anything with ``from_pretrained``, e.g.
+    ``AutoModelForSequenceClassification`` or a native reranker module); default ``AutoModel``.
 
     transformers' and the hub's own progress bars and load reports stay quiet: a download
     shows its bars only with ``show_progress=True``; a checkpoint with missing or unknown
@@ -126,7 +131,8 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = "auto",
         from ..backends.auto import choose_backend
 
         return choose_backend(name_or_path, device=device, dtype=dtype,
-                              trust_remote_code=trust_remote_code, show_progress=show_progress)
+                              trust_remote_code=trust_remote_code, show_progress=show_progress,
+                              model_class=model_class)
     if backend in RUNTIME_BACKENDS:
         resolved_device = runtime_device(device, backend)
         dtype_name = "float32" if dtype in (None, "auto") else resolve_dtype(dtype,
@@ -136,14 +142,15 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = "auto",
         dtype_name = resolve_dtype(dtype, resolved_device)
     with quiet_transformers(hub_bars=show_progress):
         path = resolve_model_dir(name_or_path)
-    key = (path, str(resolved_device), dtype_name, bool(trust_remote_code), backend)
+    key = (path, str(resolved_device), dtype_name, bool(trust_remote_code), backend,
+           getattr(model_class, "__qualname__", "AutoModel"))
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
             return cached
         with quiet_transformers():
             loaded = _load_uncached(name_or_path, path, resolved_device, dtype_name,
-                                    trust_remote_code, backend)
+                                    trust_remote_code, backend, model_class)
         _CACHE[key] = loaded
         return loaded
 
@@ -171,41 +178,70 @@ def _from_pretrained(name: str, path: str, load: Callable[[], Any]) -> Any:
         raise OSError(msg) from exc
 
 
-def _load_backbone(name: str, path: str, dtype_name: str, trust_remote_code: bool
-                   ) -> torch.nn.Module:
-    """The checked backbone in eval mode (weights dtype of ``dtype_name``; int8 quantized)."""
+def _load_backbone(name: str, path: str, dtype_name: str, trust_remote_code: bool,
+                   model_class: Any = None) -> torch.nn.Module:
+    """The checked model in eval mode (weights dtype of ``dtype_name``; int8 quantized)."""
     from transformers import AutoModel
 
-    model, info = _from_pretrained(name, path, lambda: AutoModel.from_pretrained(
+    loaded = _from_pretrained(name, path, lambda: (model_class or AutoModel).from_pretrained(
         path, trust_remote_code=trust_remote_code, output_loading_info=True,
         **{_DTYPE_KWARG: TORCH_DTYPES[dtype_name]}))
-    check_loading_info(model, info, path)
-    model.config.use_cache = False
+    if isinstance(loaded, tuple):
+        model, info = loaded
+        check_loading_info(model, info, path)
+    else:  # native modules check their own weights strictly
+        model = loaded
+    if hasattr(model, "config"):
+        model.config.use_cache = False
     model.eval()
     if dtype_name == "int8":
         model = quantize_int8(model)
     return model
 
 
+#: task heads a runtime backend can feed: model class -> attribute holding the head, which
+#: reads the backbone's last hidden state (RoBERTa-family classifiers read its first token)
+RUNTIME_HEADS = {"XLMRobertaForSequenceClassification": "classifier",
+                 "RobertaForSequenceClassification": "classifier"}
+
+
 def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
-                   trust_remote_code: bool, backend: str) -> LoadedModel:
+                   trust_remote_code: bool, backend: str, model_class: Any = None
+                   ) -> LoadedModel:
     from transformers import AutoConfig, AutoTokenizer
 
     tokenizer = _from_pretrained(name, path, lambda: AutoTokenizer.from_pretrained(
         path, trust_remote_code=trust_remote_code))
     if backend == "torch":
-        model = _load_backbone(name, path, dtype_name, trust_remote_code).to(device)
-        return LoadedModel(name=name, path=path, tokenizer=tokenizer, model=model,
+        model = _load_backbone(name, path, dtype_name, trust_remote_code, model_class)
+        return LoadedModel(name=name, path=path, tokenizer=tokenizer, model=model.to(device),
                            device=device, dtype=dtype_name)
+    from ..backends.base import BackendExportError
     from ..backends.build import build_runtime_backbone
 
-    config = _from_pretrained(name, path, lambda: AutoConfig.from_pretrained(
-        path, trust_remote_code=trust_remote_code))
-    backbone = build_runtime_backbone(
-        backend, dtype_name, name, path, config,
-        lambda: _load_backbone(name, path, "float32", trust_remote_code))
+    head = None
+    if model_class is None:
+        config = _from_pretrained(name, path, lambda: AutoConfig.from_pretrained(
+            path, trust_remote_code=trust_remote_code))
+
+        def float_backbone() -> torch.nn.Module:
+            return _load_backbone(name, path, "float32", trust_remote_code)
+    else:  # a task model: the runtime runs its backbone, its head stays in torch
+        full = _load_backbone(name, path, "float32", trust_remote_code, model_class)
+        attribute = RUNTIME_HEADS.get(type(full).__name__)
+        if attribute is None:
+            msg = (f"backend={backend!r} runs the backbone of {', '.join(RUNTIME_HEADS)} "
+                   f"models; {name!r} is a {type(full).__name__}. Use backend='torch'.")
+            raise BackendExportError(msg)
+        config, head = full.config, getattr(full, attribute)
+        base = full.base_model
+
+        def float_backbone() -> torch.nn.Module:
+            return base
+
+    backbone = build_runtime_backbone(backend, dtype_name, name, path, config, float_backbone)
     return LoadedModel(name=name, path=path, tokenizer=tokenizer, model=None, device=device,
-                       dtype=dtype_name, backbone=backbone, config=config)
+                       dtype=dtype_name, backbone=backbone, config=config, head=head)
 
 
 _QUIET_LOCK = threading.RLock()
@@ -254,13 +290,14 @@ def check_loading_info(model: torch.nn.Module, info: dict[str, Any], path: str) 
     the pooler and rebuilt buffers (:data:`_IGNORABLE_KEYS`) and unexpected keys outside the
     backbone's modules (e.g. a masked-LM head the checkpoint was trained with).
     """
-    backbone = {name for name, _ in model.named_children()} - {"pooler"}
+    base = getattr(model, "base_model", model)
+    backbone = {name for m in (model, base) for name, _ in m.named_children()} - {"pooler"}
     prefix = f"{getattr(model, 'base_model_prefix', '')}."
     missing = sorted(k for k in info.get("missing_keys", ()) if not _IGNORABLE_KEYS.search(k))
     unexpected = sorted(
         k for k in info.get("unexpected_keys", ())
         if not _IGNORABLE_KEYS.search(k)
-        and k.removeprefix(prefix).split(".", 1)[0] in backbone)
+        and {k.split(".", 1)[0], k.removeprefix(prefix).split(".", 1)[0]} & backbone)
     if not (missing or unexpected):
         return
     parts = []

@@ -17,14 +17,16 @@ require("langchain_core", package="langchain-core", extra="langchain", user=__na
 
 if TYPE_CHECKING:
     from .embeddings import BGEEmbeddings
+    from .rerank import BGERerank
     from .retriever import BGEM3Retriever
     from .sparse import BGEM3SparseEmbeddings
 
-__all__ = ["BGEEmbeddings", "BGEM3SparseEmbeddings", "BGEM3Retriever"]
+__all__ = ["BGEEmbeddings", "BGEM3SparseEmbeddings", "BGEM3Retriever", "BGERerank"]
 
 # public name -> submodule defining it (imported on first use: ``sparse`` pulls in Qdrant)
 __getattr__, __dir__ = lazy_exports(__name__, {
     "BGEEmbeddings": "embeddings",
     "BGEM3SparseEmbeddings": "sparse",
     "BGEM3Retriever": "retriever",
+    "BGERerank": "rerank",
 }, __all__)

@@ -16,9 +16,11 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, model_validator
 
 from ..adapter_options import M3Options
+from ..core.rerank import BGEReranker
 from ..core.scores import DEFAULT_WEIGHTS
 from ..retrieval import Fusion, HybridIndex, QdrantHybridIndex, RetrievalMode
 from ..retrieval.contract import SearchRequest
+from ..retrieval.rerank_step import check_rerank
 
 __all__ = ["BGEM3Retriever"]
 
@@ -64,10 +66,16 @@ class BGEM3Retriever(BaseRetriever):
     """``"weighted"`` (score fusion, FlagEmbedding's formula) or ``"rrf"`` (rank fusion)."""
     filter: dict[str, Any] | None = None
     """Metadata filter, e.g. ``{"lang": "en", "year": {"$gte": 2020}}``."""
+    rerank: BGEReranker | None = None
+    """A reranker that reorders the best ``candidates`` documents (``scores["rerank"]``)."""
+    candidates: int = Field(default=50, gt=0)
+    """How many documents the reranker sees."""
 
     @model_validator(mode="after")
     def _check_search_settings(self) -> BGEM3Retriever:
-        SearchRequest.build([], has_colbert=self.index.store_colbert, **self._settings({}))
+        settings = self._settings({})
+        check_rerank(settings.pop("rerank"), settings.pop("candidates"))
+        SearchRequest.build([], has_colbert=self.index.store_colbert, **settings)
         return self
 
     # -- building ----------------------------------------------------------------------------
@@ -147,7 +155,8 @@ class BGEM3Retriever(BaseRetriever):
     def _settings(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """The search settings: the fields, with the per-call values that are not None."""
         settings = {"k": self.k, "filter": self.filter, "mode": self.mode,
-                    "weights": self.weights, "fusion": self.fusion}
+                    "weights": self.weights, "fusion": self.fusion, "rerank": self.rerank,
+                    "candidates": self.candidates}
         settings.update((key, value) for key, value in overrides.items() if value is not None)
         return settings
 

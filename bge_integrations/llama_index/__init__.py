@@ -18,14 +18,16 @@ require("llama_index.core", package="llama-index-core", extra="llama-index", use
 
 if TYPE_CHECKING:
     from .embedding import BGEEmbedding
+    from .rerank import BGERerank
     from .retriever import BGEM3Retriever
     from .sparse import BGEM3SparseEmbedding
 
-__all__ = ["BGEEmbedding", "BGEM3SparseEmbedding", "BGEM3Retriever"]
+__all__ = ["BGEEmbedding", "BGEM3SparseEmbedding", "BGEM3Retriever", "BGERerank"]
 
 # public name -> submodule defining it (imported on first use)
 __getattr__, __dir__ = lazy_exports(__name__, {
     "BGEEmbedding": "embedding",
     "BGEM3SparseEmbedding": "sparse",
     "BGEM3Retriever": "retriever",
+    "BGERerank": "rerank",
 }, __all__)

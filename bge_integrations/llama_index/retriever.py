@@ -17,10 +17,12 @@ from llama_index.core.vector_stores.types import MetadataFilters
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from ..adapter_options import M3Options
+from ..core.rerank import BGEReranker
 from ..core.scores import DEFAULT_WEIGHTS
 from ..retrieval.contract import Hit, SearchRequest
 from ..retrieval.filters import parse_filter
 from ..retrieval.fusion import Fusion, RetrievalMode
+from ..retrieval.rerank_step import check_rerank
 from ..retrieval.index import HybridIndex
 from .filters import to_index_filter
 
@@ -50,6 +52,8 @@ class BGEM3Retriever(BaseRetriever):
             ``Settings.node_parser``, a ``SentenceSplitter``).
         callback_manager: LlamaIndex callbacks (retrieve events).
         verbose: print retrieval details.
+        rerank: a ``BGEReranker`` that reorders the best ``candidates`` nodes.
+        candidates: how many nodes the reranker sees.
 
     Example:
         >>> from llama_index.core import Document
@@ -64,8 +68,11 @@ class BGEM3Retriever(BaseRetriever):
                  weights: Sequence[float] = DEFAULT_WEIGHTS,
                  fusion: str | Fusion = Fusion.WEIGHTED, filters: MetadataFilters | None = None,
                  node_parser: NodeParser | None = None,
-                 callback_manager: CallbackManager | None = None, verbose: bool = False) -> None:
+                 callback_manager: CallbackManager | None = None, verbose: bool = False,
+                 rerank: BGEReranker | None = None, candidates: int = 50) -> None:
         super().__init__(callback_manager=callback_manager, verbose=verbose)
+        check_rerank(rerank, candidates)
+        self.rerank, self.candidates = rerank, candidates
         self.filters = filters
         request = SearchRequest.build([], k=similarity_top_k, mode=mode, weights=weights,
                                       fusion=fusion, has_colbert=index.store_colbert)
@@ -171,7 +178,8 @@ class BGEM3Retriever(BaseRetriever):
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         hits = self._index.search(query_bundle.query_str, k=self.similarity_top_k,
                                   filter=self._index_filter, mode=self.mode,
-                                  weights=self.weights, fusion=self.fusion)
+                                  weights=self.weights, fusion=self.fusion,
+                                  rerank=self.rerank, candidates=self.candidates)
         return [NodeWithScore(node=_to_node(hit), score=hit.score) for hit in hits]
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..core.embedder import BGEEmbedder
+from ..core.rerank import BGEReranker
 from .contract import DocBatch, Hit, SearchRequest, single_query, validate_ids
 from .filters import filter_mask
 from .fusion import RetrievalMode, top_k
@@ -48,6 +49,7 @@ from .persistence import (
     save_directory,
     write_docs,
 )
+from .rerank_step import search_reranked
 
 __all__ = ["DenseIndex", "VECTORS_FILE"]
 
@@ -153,8 +155,8 @@ class DenseIndex:
         return [r for r, doc_id in enumerate(self._ids) if doc_id not in drop]
 
     # -- reading -----------------------------------------------------------------------------
-    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None
-               ) -> list[Hit]:
+    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
+               rerank: BGEReranker | None = None, candidates: int = 50) -> list[Hit]:
         """The ``k`` documents whose vectors have the largest inner product with the query's.
 
         Args:
@@ -162,11 +164,14 @@ class DenseIndex:
             k: how many hits at most.
             filter: metadata filter, as for ``HybridIndex.search`` (e.g. ``{"lang": "en"}``,
                 ``{"year": {"$gte": 2020}}``); it is applied before the top k are taken.
+            rerank: a ``BGEReranker`` that reorders the best ``candidates`` documents.
+            candidates: how many documents the reranker sees.
 
         Returns:
-            Hits, best first; ``hit.scores`` is ``{"dense": hit.score}``.
+            Hits, best first; ``hit.scores`` is ``{"dense": ...}`` (and ``"rerank"``).
         """
-        return self.search_many(single_query(query), k=k, filter=filter)[0]
+        return search_reranked(query, k, rerank, candidates, lambda n: self.search_many(
+            single_query(query), k=n, filter=filter)[0])
 
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None) -> list[list[Hit]]:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ..core.rerank import BGEReranker
 from ..core.scores import DEFAULT_WEIGHTS, colbert_scores, sparse_to_csr
 from .contract import DocBatch, Hit, Record, SearchRequest, single_query, validate_ids
 from .filters import FilterNode, filter_mask
@@ -57,6 +58,7 @@ from .persistence import (
     save_directory,
     write_docs,
 )
+from .rerank_step import search_reranked
 from .storage import COLBERT_DTYPES, ColbertStore, GrowArray, SparseRows
 
 __all__ = ["HybridIndex"]
@@ -240,7 +242,8 @@ class HybridIndex:
     def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
                mode: str | RetrievalMode = RetrievalMode.HYBRID,
                weights: Sequence[float] = DEFAULT_WEIGHTS,
-               fusion: str | Fusion = Fusion.WEIGHTED) -> list[Hit]:
+               fusion: str | Fusion = Fusion.WEIGHTED, rerank: BGEReranker | None = None,
+               candidates: int = 50) -> list[Hit]:
         """The ``k`` best documents for one query.
 
         Args:
@@ -251,6 +254,9 @@ class HybridIndex:
             mode: ``"hybrid"``, ``"dense"``, ``"sparse"`` or ``"colbert"``.
             weights: (dense, sparse, colbert) weights of ``hybrid`` mode.
             fusion: ``"weighted"`` (score fusion) or ``"rrf"`` (reciprocal rank fusion).
+            rerank: a ``BGEReranker`` that reorders the best ``candidates`` documents
+                (:mod:`.rerank_step`); their ``scores["rerank"]`` is its score.
+            candidates: how many documents the reranker sees.
 
         Returns:
             Hits, best first.
@@ -260,8 +266,9 @@ class HybridIndex:
             >>> sorted(hits[0].scores)  # doctest: +SKIP
             ['colbert', 'dense', 'sparse']
         """
-        return self.search_many(single_query(query), k=k, filter=filter, mode=mode,
-                                weights=weights, fusion=fusion)[0]
+        return search_reranked(query, k, rerank, candidates, lambda n: self.search_many(
+            single_query(query), k=n, filter=filter, mode=mode, weights=weights,
+            fusion=fusion)[0])
 
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None,

@@ -28,11 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from ..core.rerank import BGEReranker
 from ..core.scores import DEFAULT_WEIGHTS, sparse_to_arrays
 from .contract import DocBatch, Hit, Record, SearchRequest, single_query, validate_ids
 from .filters import And, Condition, FilterNode
 from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
 from .locks import RWLock
+from .rerank_step import search_reranked
 
 __all__ = ["QdrantHybridIndex", "to_qdrant_filter", "point_id"]
 
@@ -256,10 +258,12 @@ class QdrantHybridIndex:
     def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
                mode: str | RetrievalMode = RetrievalMode.HYBRID,
                weights: Sequence[float] = DEFAULT_WEIGHTS,
-               fusion: str | Fusion = Fusion.WEIGHTED) -> list[Hit]:
+               fusion: str | Fusion = Fusion.WEIGHTED, rerank: BGEReranker | None = None,
+               candidates: int = 50) -> list[Hit]:
         """The ``k`` best documents for one query (see :meth:`HybridIndex.search`)."""
-        return self.search_many(single_query(query), k=k, filter=filter, mode=mode,
-                                weights=weights, fusion=fusion)[0]
+        return search_reranked(query, k, rerank, candidates, lambda n: self.search_many(
+            single_query(query), k=n, filter=filter, mode=mode, weights=weights,
+            fusion=fusion)[0])
 
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None,
