@@ -115,21 +115,19 @@ def choose_backend(name_or_path: str, *, device: Any, dtype: Any, trust_remote_c
         if isinstance(known, dict) and known.get("backend") in ("torch", *installed):
             with contextlib.suppress(BackendExportError):
                 return load(known["backend"])
-        timings: dict[str, float] = {}
-        best: LoadedModel | None = None
-        for backend in ("torch", *installed):
+        best = load("torch")  # always a candidate; its errors are the model's own
+        timings = {"torch": time_backend(best)}
+        for backend in installed:
             try:
                 candidate = load(backend)
             except BackendExportError:
                 continue
             timings[backend] = time_backend(candidate)
-            if best is None or timings[backend] < timings[best.backend]:
-                if best is not None:
-                    forget_model(best)
+            if timings[backend] < timings[best.backend]:
+                forget_model(best)
                 best = candidate
             else:
                 forget_model(candidate)
-        assert best is not None  # torch always loads or raised above
         _write_choice(key, {"backend": best.backend, "seconds": timings,
                             "model": os.path.basename(os.fspath(name_or_path))})
         return best
