@@ -24,6 +24,16 @@ Contenders:
     FlagEmbedding 1.4.2     FlagModel(devices="cpu", use_fp16=False).encode_corpus, in its own venv
     sentence-transformers   SentenceTransformer.encode(batch_size=32) with the same pooling
     plain loop              length-sorted, 1,024-token batches, SDPA attention, float32
+    bge_integrations <backend> [int8|bf16]
+                            BGEEmbedder(backend=..., dtype=...): ONNX Runtime / OpenVINO in
+                            float32 and int8, torch bfloat16 (CPUs with native bf16); graphs
+                            are exported before the rounds (export time in its own column)
+    fastembed               fastembed's ONNX Runtime pipeline (TextEmbedding, mean pooling) on
+                            the local MiniLM: a folder with its tokenizer and our plain float32
+                            export (fastembed cannot export a local checkpoint itself); MiniLM only
+    sentence-transformers onnx
+                            SentenceTransformer(backend="onnx"); needs optimum (left out when it
+                            is not installed)
 
 On a GPU (``--device cuda``) every contender runs in ``--dtype`` (float16 by default:
 FlagModel(use_fp16=True), the sentence-transformers model and the plain loop cast to it), the
@@ -73,9 +83,20 @@ SHAPES = {
     "small": ("bge-small-en-v1.5", 384, 12, 12, 1536),
     "base": ("bge-base-en-v1.5", 768, 12, 12, 3072),
 }
-CONTENDERS = ("bge_integrations", "bge_integrations int8", "FlagEmbedding 1.4.2",
-              "sentence-transformers", "plain loop")
-CPU_ONLY = ("bge_integrations int8",)
+#: our contenders on other backends / dtypes: name -> (backend, dtype)
+BACKEND_CONTENDERS = {
+    "bge_integrations bf16": ("torch", "bfloat16"),
+    "bge_integrations onnx": ("onnx", "float32"),
+    "bge_integrations onnx int8": ("onnx", "int8"),
+    "bge_integrations openvino": ("openvino", "float32"),
+    "bge_integrations openvino int8": ("openvino", "int8"),
+}
+CONTENDERS = ("bge_integrations", "bge_integrations int8", *BACKEND_CONTENDERS,
+              "FlagEmbedding 1.4.2", "sentence-transformers", "sentence-transformers onnx",
+              "fastembed", "plain loop")
+CPU_ONLY = ("bge_integrations int8", *BACKEND_CONTENDERS, "fastembed")
+#: contenders that need an ONNX export of the model before the rounds
+NEEDS_GRAPH = (*[c for c, (b, _) in BACKEND_CONTENDERS.items() if b != "torch"], "fastembed")
 OURS = "bge_integrations"
 REFERENCE = "FlagEmbedding 1.4.2"
 #: the plain loop's token budget: issue 8's CPU baseline, and a sensible hand-written GPU one
@@ -161,9 +182,11 @@ def worker(job: dict) -> dict:
         sys.path.insert(0, str(REPO))
         from bge_integrations import BGEEmbedder
 
+        backend, our_dtype = BACKEND_CONTENDERS.get(
+            name, ("torch", "int8" if name.endswith("int8") else dtype))
         model = BGEEmbedder(path, pooling=pooling,
                             device=devices[0] if len(devices) == 1 else devices,
-                            dtype="int8" if name.endswith("int8") else dtype,
+                            dtype=our_dtype, backend=backend,
                             passage_max_length=max_len,
                             **({"max_batch_tokens": job["batch_tokens"]}
                                if job.get("batch_tokens") else {}))
@@ -192,6 +215,24 @@ def worker(job: dict) -> dict:
         t0 = time.perf_counter()
         emb = model.encode(texts, batch_size=32, convert_to_numpy=True,
                            normalize_embeddings=False)
+    elif name == "sentence-transformers onnx":
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(path, device="cpu", backend="onnx")
+        model.max_seq_length = max_len
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        emb = model.encode(texts, batch_size=32, convert_to_numpy=True,
+                           normalize_embeddings=True)
+    elif name == "fastembed":
+        from fastembed import TextEmbedding
+
+        model = TextEmbedding("sentence-transformers/all-MiniLM-L6-v2",
+                              specific_model_path=job["fastembed_dir"],
+                              threads=torch.get_num_threads())
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        emb = np.stack(list(model.embed(texts, batch_size=32)))
     elif name == "plain loop":
         device = devices[0]
         encode = plain_loop(path, pooling, max_len,
@@ -253,6 +294,38 @@ def plain_loop(path: str, pooling: str, max_length: int, budget: int, *,  # noqa
     return encode
 
 
+def prepare_graphs(name: str, job: dict, work: Path) -> float:
+    """Export (once, untimed by the rounds) the graph ``name`` loads; seconds it took.
+
+    Graphs go to a cache private to this run (``$BGE_INTEGRATIONS_CACHE`` of the workers);
+    fastembed gets a folder with the tokenizer files and the plain float32 export.
+    """
+    t0 = time.perf_counter()
+    sys.path.insert(0, str(REPO))
+    from bge_integrations import BGEEmbedder
+
+    backend, dtype = BACKEND_CONTENDERS.get(name, ("onnx", "float32"))
+    BGEEmbedder(job["path"], pooling=job["pooling"], device="cpu", backend=backend,
+                dtype=dtype)
+    if name == "fastembed":
+        from bge_integrations.backends.graph_cache import checkpoint_fingerprint
+
+        target = work / "fastembed-model"
+        target.mkdir(exist_ok=True)
+        fingerprint = checkpoint_fingerprint(job["path"])
+        for manifest in (Path(os.environ["BGE_INTEGRATIONS_CACHE"]) / "graphs").glob(
+                "*/manifest.json"):
+            parts = json.loads(manifest.read_text())["parts"]
+            if parts.get("stage") == "export" and parts["checkpoint"] == fingerprint:
+                for f in ("model.onnx", "model.onnx.data"):
+                    shutil.copy(manifest.parent / f, target / f)
+        for f in Path(job["path"]).iterdir():
+            if f.suffix in (".json", ".txt") and f.is_file():
+                shutil.copy(f, target / f.name)
+        job["fastembed_dir"] = str(target)
+    return time.perf_counter() - t0
+
+
 def run_contender(name: str, job: dict, work: Path, flag_py: Path | None) -> dict:
     job = dict(job, contender=name, out=str(work / f"{_slug(name)}.npy"),
                result=str(work / f"{_slug(name)}.json"))
@@ -294,17 +367,18 @@ def table(model: str, n_texts: int, n_tokens: int, results: dict[str, dict]) -> 
              "",
              "| contender | tokens/s | each run's tokens/s | texts/s | encode s | load s | "
              f"peak RSS MiB | {'peak GPU MiB | ' if gpu else ''}max abs diff vs Flag | "
-             "bge_integrations speed-up |",
-             f"|---|---:|---:|---:|---:|---:|---:|{'---:|' if gpu else ''}---:|---:|"]
+             "bge_integrations speed-up | export s |",
+             f"|---|---:|---:|---:|---:|---:|---:|{'---:|' if gpu else ''}---:|---:|---:|"]
     for name, r in results.items():
         tps = n_tokens / r["encode_s"]
         runs = " / ".join(f"{n_tokens / t:,.0f}" for t in r.get("rounds_encode_s", [r["encode_s"]]))
         gpu_mb = f"{r['peak_gpu_mb']:,.0f} | " if "peak_gpu_mb" in r else "- | "
         diff = f"{r['max_abs_diff_vs_flag']:.1e}" if "max_abs_diff_vs_flag" in r else "-"
         ratio = "-" if ours is None or name == OURS else f"{r['encode_s'] / ours['encode_s']:.2f}x"
+        export = f"{r['export_s']:.0f}" if "export_s" in r else "-"
         lines.append(f"| {name} | {tps:,.0f} | {runs} | {n_texts / r['encode_s']:,.1f} | "
                      f"{r['encode_s']:.1f} | {r['load_s']:.2f} | {r['peak_rss_mb']:,.0f} | "
-                     f"{gpu_mb if gpu else ''}{diff} | {ratio} |")
+                     f"{gpu_mb if gpu else ''}{diff} | {ratio} | {export} |")
     return "\n".join(lines)
 
 
@@ -360,6 +434,9 @@ def main() -> int:
                         "tokenizer.json, ...) of the random BERTs and the text mix (default: "
                         "the packaged all-MiniLM-L6-v2's; for a machine without it)")
     parser.add_argument("--no-docs", action="store_true", help="do not touch docs/")
+    parser.add_argument("--note", default="", help="a sentence added to the results header "
+                        "(e.g. that the machine was shared while it ran)")
+    parser.add_argument("--suffix", default="", help="added to the results file name")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -387,7 +464,9 @@ def main() -> int:
     dtype = args.dtype or ("float16" if on_gpu else "float32")
     if dtype == "float16" and not on_gpu:
         parser.error("--dtype float16 is for CUDA; the CPU contenders run float32")
-    default = [c for c in CONTENDERS if not (on_gpu and c in CPU_ONLY)]
+    default = [c for c in CONTENDERS if not (on_gpu and c in CPU_ONLY)
+               and not (c == "sentence-transformers onnx"
+                        and importlib.util.find_spec("optimum") is None)]
     contenders = [c.strip() for c in args.contenders.split(",")] if args.contenders else default
     for c in contenders:
         if c not in CONTENDERS:
@@ -399,6 +478,7 @@ def main() -> int:
     flag_py = flag_python(args.flag_python) if REFERENCE in contenders else None
 
     work = Path(tempfile.mkdtemp(prefix="bge-bench-"))
+    os.environ["BGE_INTEGRATIONS_CACHE"] = str(work / "cache")  # exported graphs of this run
     vocab = vocab_dir(args.tokenizer)
     tokenizer = AutoTokenizer.from_pretrained(vocab)
     texts = make_texts(n_texts, args.passage_share, tokenizer)
@@ -413,9 +493,9 @@ def main() -> int:
               "one encode call each (first-call cost included); "
               f"{args.rounds} rounds in rotation, each contender's fastest kept "
               "(FlagEmbedding: one run). Speed-up = contender's encode "
-              f"time / bge_integrations' encode time ({dtype}).")
+              f"time / bge_integrations' encode time ({dtype}). {args.note}").rstrip()
     gpu_tag = ("-gpu" + ("-float32" if dtype == "float32" else "")) if on_gpu else ""
-    suffix = gpu_tag + ("-quick" if args.quick else "")
+    suffix = gpu_tag + ("-quick" if args.quick else "") + args.suffix
     out = RESULTS / f"encode-{stamp:%Y-%m-%d}{suffix}.md"
     RESULTS.mkdir(parents=True, exist_ok=True)
     machine = machine_description(devices)
@@ -441,8 +521,11 @@ def main() -> int:
             results: dict[str, dict] = {}
             model_work = work / model
             model_work.mkdir(exist_ok=True)
+            runnable = [c for c in contenders if c != "fastembed" or model == "minilm"]
+            export_s = {c: prepare_graphs(c, job, model_work) for c in runnable
+                        if c in NEEDS_GRAPH}
             for round_ in range(1, args.rounds + 1):
-                for name in contenders:
+                for name in runnable:
                     if round_ > 1 and name == REFERENCE:
                         continue  # FlagEmbedding runs once: best-of-N would only favour it
                     print(f"[{model}] round {round_} {name} ...", file=sys.stderr, flush=True)
@@ -456,6 +539,8 @@ def main() -> int:
                         results[name] = r
                     else:
                         results[name]["rounds_encode_s"] = r["rounds_encode_s"]
+            for name, seconds in export_s.items():
+                results[name]["export_s"] = seconds
             sections.append(table(label, len(texts), n_tokens, results))
             raw[model] = {"label": label, "n_texts": len(texts), "n_tokens": n_tokens,
                           "results": results}

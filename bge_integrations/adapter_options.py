@@ -60,6 +60,9 @@ class M3Options(ClientOptions):
     num_workers: int | None = Field(
         default=None, gt=0,
         description="CPU batches run side by side (None: 2 when torch has 2+ threads).")
+    backend: Literal["torch", "onnx", "openvino", "auto"] = Field(
+        default="torch",
+        description="What runs the backbone: 'torch', 'onnx', 'openvino' (CPU) or 'auto'.")
 
     def _checked(self, texts: object) -> list[str]:
         """A whole batch call's texts, checked before the framework cuts it into chunks:

@@ -6,7 +6,7 @@ Field names equal :class:`~bge_integrations.BGEReranker`'s keywords, so
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -42,7 +42,9 @@ class RerankerOptions(ClientOptions):
         default=None, description="Lightweight: layers before which passages are compressed.")
     query_instruction: str | None = Field(default=None, description="Text before queries.")
     passage_instruction: str | None = Field(default=None, description="Text before passages.")
-    backend: str = Field(default="torch", description="How the model runs: 'torch'.")
+    backend: Literal["torch", "onnx", "openvino", "auto"] = Field(
+        default="torch", description="What runs the model: 'torch', or for encoder rerankers "
+        "'onnx' / 'openvino' (CPU) or 'auto'.")
     trust_remote_code: bool = Field(default=False, description="Run the checkpoint's own code.")
     show_progress: bool = Field(default=False, description="Show a progress bar.")
     num_workers: int | None = Field(default=None, gt=0,

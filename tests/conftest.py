@@ -208,3 +208,18 @@ def service_url(tiny_bert: str, tiny_m3: str, minilm_dir: str):
                                   matryoshka=True)])
     with BackgroundServer(app) as url:
         yield url
+
+
+# -- backends (issue 19) -----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def sts_dev() -> tuple[list[str], list[str], list[float]]:
+    """STS-B dev: first sentences, second sentences, gold scores (0-5)."""
+    import csv
+
+    s1, s2, gold = [], [], []
+    with (DATA_DIR / "sts-dev.csv").open(encoding="utf-8") as f:
+        for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            gold.append(float(row[4]))
+            s1.append(row[5])
+            s2.append(row[6])
+    return s1, s2, gold

@@ -183,7 +183,7 @@ def test_remote_code_rerankers_need_the_opt_in() -> None:
 
 def test_bad_options(tiny_reranker: str) -> None:
     with pytest.raises(ValueError, match="backend"):
-        BGEReranker(tiny_reranker, backend="onnx", device="cpu")
+        BGEReranker(tiny_reranker, backend="tensorrt", device="cpu")
     with pytest.raises(ValueError, match="cutoff_layers apply"):
         BGEReranker(tiny_reranker, device="cpu", cutoff_layers=[2])
     with pytest.raises(ValueError, match="max_length"):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .batcher import Batcher
 from .checkpoint import check_length, resolve_lengths
-from .engine import Engine, Head
+from .engine import Engine, Head, padding_side_for
 from .inputs import optional_positive_int, validate_texts
 from .loading import LoadedModel, load_model
 from .pooling import pool
@@ -37,7 +37,7 @@ class EncoderBase:
                  show_progress: bool = False, trust_remote_code: bool = False,
                  max_texts_per_call: int | None = None,
                  max_tokens_per_call: int | None = None,
-                 num_workers: int | None = None) -> None:
+                 num_workers: int | None = None, backend: str = "torch") -> None:
         self.model_name = os.fspath(model_name_or_path)
         if spec.trust_remote_code and not trust_remote_code:
             msg = (f"Model {self.model_name!r} needs its own modelling code "
@@ -50,7 +50,9 @@ class EncoderBase:
         self.normalize = bool(normalize)
         self.max_texts_per_call = optional_positive_int(max_texts_per_call, "max_texts_per_call")
         loaded = [load_model(self.model_name, device=d, dtype=dtype,
-                             trust_remote_code=trust_remote_code) for d in _devices(device)]
+                             trust_remote_code=trust_remote_code, show_progress=show_progress,
+                             backend=backend)
+                  for d in _devices(device)]
         self._loaded: LoadedModel = loaded[0]
         self.query_max_length, self.passage_max_length, self._max_positions = resolve_lengths(
             self._loaded.path, spec.max_length, query_max_length, passage_max_length)
@@ -58,7 +60,9 @@ class EncoderBase:
                               max_batch_tokens=max_batch_tokens, show_progress=show_progress,
                               max_tokens_per_call=optional_positive_int(
                                   max_tokens_per_call, "max_tokens_per_call"),
-                              num_workers=num_workers)
+                              num_workers=num_workers,
+                              padding_side=padding_side_for(spec.pooling,
+                                                            self._loaded.tokenizer))
         self._batcher: Batcher | None = None
 
     def share_batches(self, **options: Any) -> Batcher:
@@ -102,6 +106,11 @@ class EncoderBase:
     @property
     def dtype(self) -> str:
         return self._loaded.dtype
+
+    @property
+    def backend(self) -> str:
+        """The backend that runs the backbone (``"auto"`` resolved to the one it chose)."""
+        return self._loaded.backend
 
     @property
     def tokenizer(self) -> Any:
@@ -206,6 +215,10 @@ class BGEEmbedder(EncoderBase):
         max_tokens_per_call: reject calls whose texts hold more tokens after truncation.
         num_workers: CPU batches run side by side, each on its share of torch's threads
             (``None``: 2 when torch has 2 or more threads; GPUs run batches in turn).
+        backend: what runs the backbone: ``"torch"`` (default), ``"onnx"`` (ONNX Runtime,
+            ``pip install 'bge-integrations[onnx]'``), ``"openvino"`` (``[openvino]``), both on
+            the CPU in float32 or ``dtype="int8"``, or ``"auto"`` (the fastest measured on
+            this CPU; docs/performance.md). Pooling, heads and batching are the same for all.
 
     Example:
         >>> emb = BGEEmbedder("BAAI/bge-small-en-v1.5")  # doctest: +SKIP
@@ -224,7 +237,7 @@ class BGEEmbedder(EncoderBase):
                  show_progress: bool = False, trust_remote_code: bool = False,
                  max_texts_per_call: int | None = None,
                  max_tokens_per_call: int | None = None,
-                 num_workers: int | None = None) -> None:
+                 num_workers: int | None = None, backend: str = "torch") -> None:
         spec = resolve_spec(model_name_or_path, pooling=pooling,
                             query_instruction=query_instruction,
                             query_instruction_format=query_instruction_format)
@@ -234,7 +247,8 @@ class BGEEmbedder(EncoderBase):
                          batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                          show_progress=show_progress, trust_remote_code=trust_remote_code,
                          max_texts_per_call=max_texts_per_call,
-                         max_tokens_per_call=max_tokens_per_call, num_workers=num_workers)
+                         max_tokens_per_call=max_tokens_per_call, num_workers=num_workers,
+                         backend=backend)
         self._icl_prefix = ""
         if examples is not None:
             self.set_examples(examples)

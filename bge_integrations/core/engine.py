@@ -16,10 +16,12 @@ from tqdm.auto import tqdm
 
 from .inputs import optional_positive_int
 from .loading import LoadedModel
+from .registry import Pooling
 from .scheduler import BatchQueue, drain
 from .truncate import token_ids
 
-__all__ = ["Engine", "Head", "ModelCall", "DEFAULT_BATCH_TOKENS", "DEFAULT_CPU_WORKERS"]
+__all__ = ["Engine", "Head", "ModelCall", "DEFAULT_BATCH_TOKENS", "DEFAULT_CPU_WORKERS",
+           "padding_side_for"]
 
 T = TypeVar("T")
 #: (last_hidden_state, input_ids, attention_mask) -> one result per row of the batch
@@ -37,6 +39,16 @@ DEFAULT_BATCH_TOKENS = {"cpu": 512, "mps": 8192, "cuda": 32768}
 DEFAULT_CPU_WORKERS = 2
 
 
+def padding_side_for(pooling: Pooling, tokenizer: Any) -> str:
+    """The padding side a pooling needs: ``"right"`` for CLS and mean pooling (the first
+    token stays at position 0 with its own position id), the tokenizer's side for last-token
+    pooling (which reads the last real token either way; bge-en-icl pads left, as upstream).
+    """
+    if pooling is not Pooling.LAST_TOKEN:
+        return "right"
+    return "left" if getattr(tokenizer, "padding_side", "right") == "left" else "right"
+
+
 class Engine:
     """Runs texts' token ids through a loaded model, batch by batch.
 
@@ -51,13 +63,19 @@ class Engine:
         num_workers: on a single CPU device, batches run side by side, each on its share of
             torch's threads (``None``: 2 when torch has 2 or more threads, otherwise 1). A
             single GPU runs batches one after the other; several devices run one worker each.
+        padding_side: where padding goes, chosen for the pooling (:func:`padding_side_for`),
+            never taken from the tokenizer's config alone: a CLS or mean vector read from a
+            left-padded batch would depend on the text's batch-mates.
     """
 
     def __init__(self, loaded: LoadedModel, *, replicas: Sequence[LoadedModel] = (),
                  batch_size: int = 256,
                  max_batch_tokens: int | None = None, show_progress: bool = False,
                  max_tokens_per_call: int | None = None,
-                 num_workers: int | None = None) -> None:
+                 num_workers: int | None = None, padding_side: str = "right") -> None:
+        if padding_side not in ("left", "right"):
+            msg = f"padding_side must be 'left' or 'right', got {padding_side!r}."
+            raise ValueError(msg)
         if not isinstance(batch_size, int) or batch_size <= 0:
             msg = f"batch_size must be a positive int, got {batch_size!r}."
             raise ValueError(msg)
@@ -76,7 +94,7 @@ class Engine:
         tok = loaded.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self._pad_id = int(pad) if pad is not None else 0
-        self._left_pad = getattr(tok, "padding_side", "right") == "left"
+        self._left_pad = padding_side == "left"
 
     def tokenize(self, texts: Sequence[str], max_length: int, **kwargs: Any) -> list[list[int]]:
         """Token ids with special tokens, truncated to ``max_length`` (long texts are read only
@@ -111,9 +129,11 @@ class Engine:
         """One padded forward pass over ``rows`` (on ``replica``, default the main model) and
         the head on its output.
 
-        BERT-style models run :mod:`.lean_encoder`'s forward pass, others their own. With
-        ``first_token_only`` the head may get only the first token's state (shape
-        ``(batch, 1, hidden)``): the lean pass then runs the last layer for that token alone.
+        The model's backbone (:mod:`bge_integrations.backends`) computes the last hidden
+        state: with torch, BERT-style models run :mod:`.lean_encoder`'s pass, others their own
+        forward; ONNX Runtime and OpenVINO run an exported graph. With ``first_token_only`` the
+        head may get only the first token's state (shape ``(batch, 1, hidden)``): the lean pass
+        then runs the last layer for that token alone.
         """
         loaded = replica or self.loaded
         input_ids, attention_mask = self._pad(rows, loaded.device)
@@ -121,12 +141,7 @@ class Engine:
             return head(model_call(loaded, input_ids, attention_mask,
                                    np.arange(len(rows)) if positions is None else positions),
                         input_ids, attention_mask)
-        lean = loaded.lean
-        if lean is not None:
-            hidden = lean(input_ids, attention_mask, first_token_only=first_token_only)
-        else:
-            hidden = loaded.model(input_ids=input_ids, attention_mask=attention_mask,
-                                  return_dict=True).last_hidden_state
+        hidden = loaded.backbone(input_ids, attention_mask, first_token_only=first_token_only)
         return head(hidden, input_ids, attention_mask)
 
     def workers(self) -> int:

@@ -71,7 +71,8 @@ class BGEM3Embedder(EncoderBase):
 
     Only the requested heads run. Sparse: ``relu(sparse_linear(h))`` per token, special tokens
     dropped, max over repeats. ColBERT: ``colbert_linear(h[:, 1:])``, L2-normalized, one vector
-    per token after CLS. A checkpoint with neither ``colbert_linear.pt`` nor
+    per token after CLS. ``backend`` (see :class:`BGEEmbedder`) runs the backbone; the heads
+    run in torch on its output. A checkpoint with neither ``colbert_linear.pt`` nor
     ``sparse_linear.pt`` is not BGE-M3 and is refused at construction. Each head loads when
     first requested, one copy per device (:mod:`.m3_heads`: shapes checked against the
     backbone before anything is built); a missing or damaged file is an error, never random
@@ -92,7 +93,7 @@ class BGEM3Embedder(EncoderBase):
                  show_progress: bool = False, trust_remote_code: bool = False,
                  max_texts_per_call: int | None = None,
                  max_tokens_per_call: int | None = None,
-                 num_workers: int | None = None) -> None:
+                 num_workers: int | None = None, backend: str = "torch") -> None:
         spec = resolve_spec(model_name_or_path, family=Family.M3.value, pooling="cls",
                             max_length=8192)
         super().__init__(model_name_or_path, spec, device=device, dtype=dtype,
@@ -101,7 +102,8 @@ class BGEM3Embedder(EncoderBase):
                          batch_size=batch_size, max_batch_tokens=max_batch_tokens,
                          show_progress=show_progress, trust_remote_code=trust_remote_code,
                          max_texts_per_call=max_texts_per_call,
-                         max_tokens_per_call=max_tokens_per_call, num_workers=num_workers)
+                         max_tokens_per_call=max_tokens_per_call, num_workers=num_workers,
+                         backend=backend)
         if not any(os.path.isfile(os.path.join(self._loaded.path, f))
                    for f in HEAD_FILES.values()):
             raise FileNotFoundError(missing_heads_message(self._loaded.path, list(HEAD_FILES)))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backends.base import BACKENDS, check_backend
 from .engine import Engine, ModelCall
 from .inputs import optional_positive_int, validate_texts
 from .lean_encoder import lean_encoder
@@ -42,8 +43,6 @@ from .rerank_registry import (
 __all__ = ["BGEReranker", "DEFAULT_RERANKER", "BACKENDS"]
 
 DEFAULT_RERANKER = "BAAI/bge-reranker-v2-m3"
-#: how a reranker's model runs (the ONNX / OpenVINO backends plug in here)
-BACKENDS = ("torch",)
 _LEAN_CLASSIFIERS = frozenset({"XLMRobertaForSequenceClassification",
                                "RobertaForSequenceClassification"})
 
@@ -78,7 +77,10 @@ class BGEReranker:
         compress_layers: lightweight: layers before which the passage is compressed.
         query_instruction: text before every query (``None``: the registry's; ``""``: none).
         passage_instruction: text before every passage (``None``: the registry's; ``""``: none).
-        backend: how the model runs; ``"torch"``.
+        backend: what runs the model: ``"torch"``; for encoder rerankers (cross-encoders of
+            the XLM-RoBERTa / RoBERTa family) also ``"onnx"`` or ``"openvino"`` (CPU, float32 or
+            int8: the backbone runs on the runtime, the classifier in torch) or ``"auto"``
+            (the fastest measured; other kinds then use torch). See docs/backends.md.
         trust_remote_code: allow the checkpoint's own code (jina / gte rerankers need it).
         show_progress: tqdm progress bar.
         num_workers: CPU batches run side by side (``None``: the engine's default).
@@ -102,10 +104,7 @@ class BGEReranker:
                  query_instruction: str | None = None, passage_instruction: str | None = None,
                  backend: str = "torch", trust_remote_code: bool = False,
                  show_progress: bool = False, num_workers: int | None = None) -> None:
-        if backend not in BACKENDS:
-            msg = (f"backend must be one of {', '.join(map(repr, BACKENDS))} for rerankers, "
-                   f"got {backend!r}.")
-            raise ValueError(msg)
+        backend = check_backend(backend)
         self.model_name = os.fspath(model_name_or_path)
         spec = get_reranker(self.model_name, kind)
         changes = {k: v for k, v in (("query_instruction", query_instruction),
@@ -118,18 +117,28 @@ class BGEReranker:
                    "off by default; pass trust_remote_code=True if you trust its source.")
             raise ValueError(msg)
         self._spec = spec
-        self.backend = backend
+        if spec.kind is not RerankerKind.ENCODER and backend in ("onnx", "openvino"):
+            msg = (f"backend={backend!r} runs encoder rerankers (cross-encoders); "
+                   f"{self.model_name!r} is a {spec.kind.value!r} reranker. Use "
+                   "backend='torch'.")
+            raise ValueError(msg)
+        if spec.kind is not RerankerKind.ENCODER:
+            backend = "torch"  # "auto" among what this kind can run on
         self.max_length = _positive(max_length, "max_length")
         self.query_max_length = optional_positive_int(query_max_length, "query_max_length")
         self.normalize = bool(normalize)
         self._loaded: LoadedModel = load_model(self.model_name, device=device, dtype=dtype,
                                                trust_remote_code=trust_remote_code,
-                                               model_class=_model_class(spec.kind))
+                                               model_class=_model_class(spec.kind),
+                                               backend=backend, show_progress=show_progress)
+        self.backend = self._loaded.backend
         if spec.kind is RerankerKind.LIGHTWEIGHT:
             self._loaded.tokenizer.padding_side = "right"  # compression needs right padding
         self._engine = Engine(self._loaded, batch_size=batch_size,
                               max_batch_tokens=max_batch_tokens, show_progress=show_progress,
-                              num_workers=num_workers)
+                              num_workers=num_workers,
+                              padding_side=getattr(self._loaded.tokenizer, "padding_side",
+                                                   "right") or "right")
         self._check_model()
         self.cutoff_layers = self._layers(cutoff_layers if cutoff_layers is not None
                                           else spec.cutoff_layers)
@@ -223,7 +232,7 @@ class BGEReranker:
         return f"{instruction}{text}" if instruction else text
 
     def _check_model(self) -> None:
-        config = self._loaded.model.config
+        config = self._loaded.config
         if self.kind is RerankerKind.ENCODER and getattr(config, "num_labels", 1) != 1:
             msg = (f"{self.model_name!r} has {config.num_labels} output labels; a cross-encoder "
                    "reranker has one (its score).")
@@ -335,6 +344,9 @@ def _encoder_call(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor,
                   _pos: np.ndarray) -> torch.Tensor:
     """Cross-encoder logits ``(1, batch)``: RoBERTa-family classifiers read the first token
     only, so their backbone runs the lean pass with the last layer for that token alone."""
+    if loaded.head is not None:  # a runtime backend runs the backbone, the classifier is ours
+        hidden = loaded.backbone(ids, mask, first_token_only=True)
+        return loaded.head(hidden).view(1, -1).float()
     model = loaded.model
     lean = loaded.extra("rerank_lean", lambda: lean_encoder(model.base_model) if type(
         model).__name__ in _LEAN_CLASSIFIERS else None)

@@ -1,0 +1,86 @@
+"""Backbones that run an exported graph: ONNX Runtime and OpenVINO (CPU)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import import_runtime
+
+__all__ = ["OnnxBackbone", "OpenVinoBackbone"]
+
+
+def _feeds(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, np.ndarray]:
+    return {"input_ids": input_ids.cpu().numpy().astype(np.int64, copy=False),
+            "attention_mask": attention_mask.cpu().numpy().astype(np.int64, copy=False)}
+
+
+class OnnxBackbone:
+    """An ONNX Runtime session over ``model.onnx`` (CPU execution provider).
+
+    Calls may come from several engine workers at once (``InferenceSession.run`` is thread
+    safe); each runs on ``threads`` intra-op threads.
+
+    Example:
+        >>> backbone = OnnxBackbone(graph_dir / "model.onnx", threads=1)  # doctest: +SKIP
+        >>> backbone(ids, mask).shape  # doctest: +SKIP
+        torch.Size([2, 7, 384])
+    """
+
+    name = "onnx"
+
+    def __init__(self, path: Path, *, threads: int) -> None:
+        ort = import_runtime("onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(path), options,
+                                             providers=["CPUExecutionProvider"])
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                 first_token_only: bool = False) -> torch.Tensor:
+        (hidden,) = self._session.run(["last_hidden_state"], _feeds(input_ids, attention_mask))
+        return torch.from_numpy(hidden)
+
+
+class OpenVinoBackbone:
+    """An OpenVINO model compiled for the CPU, float32 precision kept (``f32`` inference hint:
+    on CPUs with bf16 OpenVINO would otherwise compute in bf16).
+
+    One infer request per calling thread; ``streams`` requests may run at once, each on
+    ``threads`` threads.
+
+    Example:
+        >>> backbone = OpenVinoBackbone(path, threads=1, streams=2)  # doctest: +SKIP
+        >>> backbone(ids, mask).shape  # doctest: +SKIP
+        torch.Size([2, 7, 384])
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: Path, *, threads: int, streams: int) -> None:
+        ov = import_runtime("openvino")
+        core = ov.Core()
+        self._compiled = core.compile_model(str(path), "CPU", {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_NUM_THREADS": str(threads * streams),
+            "NUM_STREAMS": str(streams),
+        })
+        self._local = threading.local()
+        # One inference here, on one thread: OpenVINO's Python binding initialises its numpy
+        # bridge lazily, and two engine workers doing that at once can deadlock on the GIL.
+        ones = torch.ones((1, 2), dtype=torch.long)
+        self(ones, ones)
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                 first_token_only: bool = False) -> torch.Tensor:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        result = request.infer(_feeds(input_ids, attention_mask))
+        return torch.from_numpy(np.array(result[0], copy=True))

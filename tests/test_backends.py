@@ -1,0 +1,279 @@
+"""Backends: ONNX Runtime and OpenVINO give the torch backend's outputs; cache; bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bge_integrations import BGEEmbedder, BGEM3Embedder
+from bge_integrations.backends import BackendExportError
+from bge_integrations.core.loading import clear_model_cache
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+RUNTIMES = ["onnx", "openvino"]
+TEXTS = ["BGE embeds text.", "x", "a much longer text about retrieval and embeddings " * 6,
+         "médium sized sentence, with punctuation!", "query: what is a backbone?"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def graph_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Exported graphs of this module go to a cache of their own."""
+    mp = pytest.MonkeyPatch()
+    cache = tmp_path_factory.mktemp("graph-cache")
+    mp.setenv("BGE_INTEGRATIONS_CACHE", str(cache))
+    yield cache
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _restore_model_cache() -> Iterator[None]:
+    """Tests here clear the model cache to force fresh loads; later test modules rely on the
+    session's embedders sharing cached models, so the cache is put back after each test."""
+    from bge_integrations.core import loading
+
+    saved = dict(loading._CACHE)
+    yield
+    with loading._CACHE_LOCK:
+        loading._CACHE.clear()
+        loading._CACHE.update(saved)
+
+
+def _close(a: np.ndarray, b: np.ndarray, atol: float = 1e-5) -> None:
+    np.testing.assert_allclose(a, b, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_bert_cls_parity(tiny_bert: str, bert_embedder: BGEEmbedder, backend: str) -> None:
+    emb = BGEEmbedder(tiny_bert, device="cpu", backend=backend)
+    assert emb.backend == backend and emb._loaded.model is None  # no torch weights kept
+    _close(emb.encode_queries(TEXTS), bert_embedder.encode_queries(TEXTS))
+    _close(emb.encode_documents(TEXTS[:1]), bert_embedder.encode_documents(TEXTS[:1]))
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_m3_heads_parity(tiny_m3: str, m3: BGEM3Embedder, backend: str) -> None:
+    other = BGEM3Embedder(tiny_m3, device="cpu", backend=backend)
+    mine = other.encode_documents(TEXTS, dense=True, sparse=True, colbert=True)
+    ref = m3.encode_documents(TEXTS, dense=True, sparse=True, colbert=True)
+    _close(mine.dense, ref.dense)
+    for got, want in zip(mine.sparse, ref.sparse):
+        assert got.keys() == want.keys()
+        _close(np.array(list(got.values())), np.array([want[k] for k in got]))
+    for got, want in zip(mine.colbert, ref.colbert):
+        assert got.shape == want.shape
+        _close(got, want)
+    scores = other.compute_score(("BGE embeds text.", TEXTS[2]))
+    expected = m3.compute_score(("BGE embeds text.", TEXTS[2]))
+    assert scores == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_decoder_last_token_parity(tiny_icl: str) -> None:
+    path = tiny_icl  # bge-en-icl-shaped Mistral, left padding, ICL query prompt
+    ref = BGEEmbedder(path, device="cpu")
+    for backend in RUNTIMES:
+        emb = BGEEmbedder(path, device="cpu", backend=backend)
+        _close(emb.encode_queries(TEXTS), ref.encode_queries(TEXTS))
+        _close(emb.encode_documents(TEXTS), ref.encode_documents(TEXTS))
+
+
+@pytest.mark.slow
+def test_minilm_parity_and_int8(minilm_dir: str) -> None:
+    ref = BGEEmbedder(minilm_dir, device="cpu", pooling="mean").encode(TEXTS)
+    for backend in RUNTIMES:
+        emb = BGEEmbedder(minilm_dir, device="cpu", pooling="mean", backend=backend)
+        _close(emb.encode(TEXTS), ref)
+        int8 = BGEEmbedder(minilm_dir, device="cpu", pooling="mean", backend=backend,
+                           dtype="int8").encode(TEXTS)
+        assert np.min(np.sum(int8 * ref, axis=1)) > 0.95  # cosine to float32; STS below
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_int8_runs_quantized_graph(tiny_bert: str, bert_embedder: BGEEmbedder,
+                                   backend: str) -> None:
+    emb = BGEEmbedder(tiny_bert, device="cpu", backend=backend, dtype="int8")
+    assert emb.dtype == "int8"
+    got, want = emb.encode(TEXTS), bert_embedder.encode(TEXTS)
+    assert np.abs(got - want).max() > 1e-7  # really quantized
+    assert np.min(np.sum(got * want, axis=1)) > 0.99
+
+
+def _graph_dirs(cache: Path) -> list[Path]:
+    return [d for d in (cache / "graphs").iterdir() if (d / "manifest.json").is_file()]
+
+
+def _graph_of(cache: Path, model_dir: str, **parts: str) -> Path:
+    """The cached graph of ``model_dir`` whose key parts include ``parts``."""
+    (found,) = [d for d in _graph_dirs(cache) if d.name.startswith(Path(model_dir).name + "-")
+                and parts.items() <= json.loads((d / "manifest.json").read_text())["parts"].items()]
+    return found
+
+
+def test_damaged_cached_graph_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         graph_cache: Path, tiny_bert: str,
+                                         bert_embedder: BGEEmbedder) -> None:
+    BGEEmbedder(tiny_bert, device="cpu", backend="onnx")  # in the module's cache
+    shutil.copytree(graph_cache, tmp_path, dirs_exist_ok=True)  # damage a copy of it
+    monkeypatch.setenv("BGE_INTEGRATIONS_CACHE", str(tmp_path))
+    graph = _graph_of(tmp_path, tiny_bert, backend="onnx", dtype="float32")
+    data = graph / "model.onnx.data"
+    damaged = bytearray(data.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte in a weight
+    data.write_bytes(bytes(damaged))
+    clear_model_cache()
+    emb = BGEEmbedder(tiny_bert, device="cpu", backend="onnx")
+    _close(emb.encode(TEXTS), bert_embedder.encode(TEXTS))
+    assert data.read_bytes() != bytes(damaged)  # rebuilt, not loaded
+    (graph / "manifest.json").write_text("{not json")
+    clear_model_cache()
+    _close(BGEEmbedder(tiny_bert, device="cpu", backend="onnx").encode(TEXTS),
+           bert_embedder.encode(TEXTS))
+    assert json.loads((graph / "manifest.json").read_text())["files"]
+
+
+def test_missing_extra_names_it(tiny_bert: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_model_cache()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'bge-integrations\[onnx\]'"):
+        BGEEmbedder(tiny_bert, device="cpu", backend="onnx")
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(ImportError, match=r"bge-integrations\[openvino\]"):
+        BGEEmbedder(tiny_bert, device="cpu", backend="openvino")
+
+
+def test_export_failure_suggests_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       tiny_bert: str) -> None:
+    import torch
+
+    monkeypatch.setenv("BGE_INTEGRATIONS_CACHE", str(tmp_path))
+    clear_model_cache()
+
+    def unsupported(*args: object, **kwargs: object) -> None:
+        msg = "unsupported operator aten::fancy"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    with pytest.raises(BackendExportError, match=r"backend='torch'.*|aten::fancy"):
+        BGEEmbedder(tiny_bert, device="cpu", backend="onnx")
+    assert not _graph_dirs(tmp_path)  # nothing half-built is left to load
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"backend": "tensorrt"}, "valid values: 'torch', 'onnx', 'openvino', 'auto'"),
+    ({"backend": "onnx", "dtype": "bfloat16"}, "use backend='torch' for float16/bfloat16"),
+    ({"backend": "openvino", "device": "cuda:0"}, "runs on the CPU"),
+])
+def test_bad_backend_options(tiny_bert: str, kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        BGEEmbedder(tiny_bert, **kwargs)
+
+
+def test_auto_measures_once_then_remembers(graph_cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                           tiny_bert: str, bert_embedder: BGEEmbedder) -> None:
+    from bge_integrations.backends import auto
+
+    (graph_cache / auto.CHOICE_FILE).unlink(missing_ok=True)
+    clear_model_cache()
+    emb = BGEEmbedder(tiny_bert, device="cpu", backend="auto")
+    choices = json.loads((graph_cache / auto.CHOICE_FILE).read_text())
+    (record,) = choices.values()
+    assert set(record["seconds"]) == {"torch", "onnx", "openvino"}
+    fastest = min(record["seconds"], key=record["seconds"].get)
+    assert emb.backend == record["backend"] == fastest
+    _close(emb.encode(TEXTS), bert_embedder.encode(TEXTS))
+    clear_model_cache()
+
+    def no_timing(*args: object) -> float:
+        raise AssertionError("the remembered choice is used")
+
+    monkeypatch.setattr(auto, "time_backend", no_timing)
+    assert BGEEmbedder(tiny_bert, device="cpu", backend="auto").backend == fastest
+
+
+def test_auto_keeps_torch_off_cpu_dtypes(tiny_bert: str) -> None:
+    emb = BGEEmbedder(tiny_bert, device="cpu", backend="auto", dtype="bfloat16")
+    assert emb.backend == "torch" and emb.dtype == "bfloat16"
+
+
+def test_adapters_take_backend(tiny_bert: str, bert_embedder: BGEEmbedder) -> None:
+    pytest.importorskip("langchain_core")
+    pytest.importorskip("llama_index.core")
+    from bge_integrations.langchain import BGEEmbeddings
+    from bge_integrations.llama_index import BGEEmbedding
+
+    want = bert_embedder.encode_documents(TEXTS[:2])
+    lc = BGEEmbeddings(model_name=tiny_bert, device="cpu", backend="onnx")
+    _close(np.array(lc.embed_documents(TEXTS[:2])), want)
+    li = BGEEmbedding(model_name=tiny_bert, device="cpu", backend="openvino")
+    _close(np.array(li.get_text_embedding_batch(TEXTS[:2])), want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("backend", "dtype"), [
+    ("onnx", "int8"), ("openvino", "int8"), ("torch", "int8"), ("torch", "bfloat16")])
+def test_low_precision_keeps_sts(minilm_dir: str, sts_dev: tuple, backend: str,
+                                 dtype: str) -> None:
+    """int8 and bf16 lose at most 0.5 STS-B dev Spearman points (x100) with MiniLM."""
+    from scipy.stats import spearmanr
+
+    from bge_integrations.core.hardware import cpu_has_native_bf16
+
+    if dtype == "bfloat16" and not cpu_has_native_bf16():
+        pytest.skip("bfloat16 runs only on CPUs with native bf16")
+    s1, s2, gold = sts_dev
+    emb = BGEEmbedder(minilm_dir, device="cpu", pooling="mean", backend=backend, dtype=dtype)
+    cosine = np.sum(emb.encode(s1) * emb.encode(s2), axis=1)
+    assert 100 * spearmanr(cosine, gold).statistic >= 86.72 - 0.5  # float32: 86.72
+
+
+@pytest.mark.parametrize(("flags", "native"), [
+    ({"avx2", "fma"}, False), ({"avx512f", "avx512_vnni"}, False),
+    ({"avx512f", "avx512_bf16"}, True), ({"amx_tile", "amx_bf16"}, True)])
+def test_bf16_decision_reads_cpu_flags(monkeypatch: pytest.MonkeyPatch, flags: set[str],
+                                       native: bool) -> None:
+    """dtype='auto' stays float32 on every CPU (never bf16, AVX2-only or not); an explicit
+    bfloat16 warns where the CPU has no native bf16."""
+    import warnings
+
+    import torch
+
+    from bge_integrations.core import hardware
+
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+    cpu = torch.device("cpu")
+    assert hardware.cpu_has_native_bf16() is native
+    assert hardware.resolve_dtype("auto", cpu) == "float32"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert hardware.resolve_dtype("bfloat16", cpu) == "bfloat16"
+    assert bool(caught) is not native
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_encoder_reranker_parity(tiny_reranker: str, backend: str) -> None:
+    from bge_integrations import BGEReranker
+
+    pairs = [("what is BGE?", TEXTS[0]), ("what is BGE?", TEXTS[2]), ("x", "y")]
+    ref = BGEReranker(tiny_reranker, device="cpu")
+    other = BGEReranker(tiny_reranker, device="cpu", backend=backend)
+    assert other.backend == backend and other._loaded.model is None
+    _close(other.compute_score(pairs), ref.compute_score(pairs))
+    _close(other.compute_score(pairs, normalize=True), ref.compute_score(pairs, normalize=True))
+    ranked, expected = other.rerank("what is BGE?", TEXTS), ref.rerank("what is BGE?", TEXTS)
+    _close(np.array([score for _, score in ranked]), np.array([score for _, score in expected]))
+
+
+def test_llm_reranker_refuses_runtime_backends(tiny_llm_reranker: str) -> None:
+    from bge_integrations import BGEReranker
+
+    with pytest.raises(ValueError, match=r"runs encoder rerankers.*backend='torch'"):
+        BGEReranker(tiny_llm_reranker, device="cpu", backend="onnx")
+    assert BGEReranker(tiny_llm_reranker, device="cpu", backend="auto").backend == "torch"
