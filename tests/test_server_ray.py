@@ -15,10 +15,8 @@ from bge_integrations.server import ServedModel, ray_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def ray_url(tiny_bert: str):
-    import ray
-
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+def ray_url(tiny_bert: str, ray_cluster):
+    """Serve on the session's local Ray cluster (conftest ``ray_cluster``; one per session)."""
     try:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -29,7 +27,6 @@ def ray_url(tiny_bert: str):
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()
-        ray.shutdown()
 
 
 @pytest.mark.slow
