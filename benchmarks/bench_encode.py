@@ -62,7 +62,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
-
 from common import (  # noqa: E402
     HERE,
     REPO,

@@ -74,7 +74,8 @@ class SyntheticM3:
         if sparse:
             ids = np.minimum(rng.zipf(1.3, (n, terms)), VOCAB - 1)
             weights = rng.random((n, terms), dtype=np.float32) * 0.3 + 0.01
-            out.sparse = [dict(zip(i.tolist(), w.tolist())) for i, w in zip(ids, weights)]
+            out.sparse = [dict(zip(i.tolist(), w.tolist(), strict=True))
+                          for i, w in zip(ids, weights, strict=True)]
         if colbert:
             vecs = rng.standard_normal((n, tokens, DIM), dtype=np.float32)
             vecs /= np.linalg.norm(vecs, axis=2, keepdims=True)
@@ -138,7 +139,8 @@ def latencies(index: object, m3: SyntheticM3, n_queries: int, kinds: list[str]
     for kind in kinds:
         kwargs = SEARCHES[kind]
         index.search("warm-up", k=10, **kwargs)
-        ms = np.array([timed(m3, lambda q=f"query {i}": index.search(q, k=10, **kwargs)) * 1e3
+        ms = np.array([timed(m3, lambda q=f"query {i}", kw=kwargs: index.search(q, k=10, **kw))
+                       * 1e3
                        for i in range(n_queries)])
         out[kind] = {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
                      "qps": 1e3 / float(ms.mean()), "queries": n_queries}

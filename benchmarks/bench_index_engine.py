@@ -253,7 +253,7 @@ def bench_edge(docs: np.ndarray, queries: np.ndarray, workdir: Path, efs: list[i
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth)]))
+    return float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, truth, strict=False)]))
 
 
 # -- durability --------------------------------------------------------------------------------
@@ -463,7 +463,7 @@ def m3_edge_hybrid(shard, q, k: int, candidates: int, *, exact: bool) -> list[in
                                                                           "colbert")]))
     fused: dict[int, float] = {}
     scale = {"dense": 1.0, "sparse": 1.0, "colbert": 1.0 / len(q.colbert[0])}
-    for w, name, answer in zip(WEIGHTS, ("dense", "sparse", "colbert"), answers):
+    for w, name, answer in zip(WEIGHTS, ("dense", "sparse", "colbert"), answers, strict=False):
         for hit in answer:
             fused[int(hit.id)] = fused.get(int(hit.id), 0.0) + w * hit.score * scale[name]
     return [i for i, _ in sorted(fused.items(), key=lambda kv: -kv[1])[:k]]
@@ -518,7 +518,7 @@ def bench_m3(n: int, n_queries: int, colbert_tokens: int, workdir: Path) -> dict
     row: dict = {"n": n, "colbert_tokens": colbert_tokens}
     index = HybridIndex(m3, colbert_dir=workdir)
     start = now()
-    for lo, out in zip(range(0, n, 500), outs):
+    for lo, out in zip(range(0, n, 500), outs, strict=False):
         index.add(texts[lo:lo + 500], ids=[str(i) for i in range(lo, lo + len(out.dense))])
     row["numpy_add_per_s"] = n / (now() - start)
     index.search("query 0", k=K, mode="hybrid")
@@ -533,7 +533,7 @@ def bench_m3(n: int, n_queries: int, colbert_tokens: int, workdir: Path) -> dict
     gc.collect()
     shard = EdgeShard.create(str(workdir / "edge-m3"), m3_edge_config(outs[0].dense.shape[1]))
     start = now()
-    for lo, out in zip(range(0, n, 500), outs):
+    for lo, out in zip(range(0, n, 500), outs, strict=False):
         m3_edge_upsert(shard, texts[lo:lo + len(out.dense)], out, lo)
     row["edge_add_per_s"] = n / (now() - start)
     start = now()
@@ -542,7 +542,7 @@ def bench_m3(n: int, n_queries: int, colbert_tokens: int, workdir: Path) -> dict
     row["edge_disk"] = dir_bytes(workdir / "edge-m3")
     for exact in (True, False):
         ms, agree = [], []
-        for q, want in zip(queries, numpy_top):
+        for q, want in zip(queries, numpy_top, strict=False):
             t = now()
             got = m3_edge_hybrid(shard, q, K, 100, exact=exact)
             ms.append((now() - t) * 1e3)

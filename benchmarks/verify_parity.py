@@ -29,7 +29,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import transformers  # noqa: E402
-
 from common import REPO, flag_python, run_flag, sts_sentences  # noqa: E402
 
 sys.path.insert(0, str(REPO))
@@ -296,7 +295,7 @@ def run(flag_py: Path, tolerance: float) -> tuple[list[dict], list[str]]:
 
 
 def to_markdown(rows: list[dict], tolerance: float) -> str:
-    lines = ["| model | output | max abs diff | within %.0e | note |" % tolerance,
+    lines = [f"| model | output | max abs diff | within {tolerance:.0e} | note |",
              "|---|---|---:|:-:|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['output']} | {r['max_abs_diff']:.2e} | "

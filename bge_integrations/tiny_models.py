@@ -111,8 +111,14 @@ def build_tiny_model(kind: str, path: str | Path, *, hidden_size: int = 32, laye
 
     The reranker kinds (:data:`RERANKER_KINDS`) are built by :func:`build_tiny_reranker`.
     """
-    from transformers import BertConfig, BertModel, MistralConfig, MistralModel
-    from transformers import XLMRobertaConfig, XLMRobertaModel
+    from transformers import (
+        BertConfig,
+        BertModel,
+        MistralConfig,
+        MistralModel,
+        XLMRobertaConfig,
+        XLMRobertaModel,
+    )
 
     if kind not in TINY_KINDS:
         msg = f"Unknown tiny model kind {kind!r}; valid: {', '.join(TINY_KINDS)}."

@@ -28,8 +28,9 @@ def outputs_of(out: M3Output) -> dict[str, Any]:
 def assert_same_hits(got: list[list[Any]], want: list[list[Any]]) -> None:
     assert [[(h.id, h.text, h.metadata) for h in hits] for hits in got] == [
         [(h.id, h.text, h.metadata) for h in hits] for hits in want]
-    for a, b in zip(got, want):
-        for x, y in zip(a, b):  # same vectors, same arithmetic: equal up to float rounding
+    for a, b in zip(got, want, strict=False):
+        # same vectors, same arithmetic: equal up to float rounding
+        for x, y in zip(a, b, strict=True):
             assert x.score == pytest.approx(y.score, rel=1e-6, abs=1e-7)
             assert x.scores == pytest.approx(y.scores, rel=1e-6, abs=1e-7)
 

@@ -46,7 +46,7 @@ def test_ingest_to_parquet(ray_cluster, tiny_m3: str, m3: BGEM3Embedder, tmp_pat
                                atol=1e-5, rtol=0)
     sparse = sparse_dicts(table.column("sparse_indices"), table.column("sparse_values"))
     assert [set(s) for s in sparse] == [set(ref.sparse[i]) for i in order]
-    for got, i in zip(colbert_arrays(table.column("colbert")), order):
+    for got, i in zip(colbert_arrays(table.column("colbert")), order, strict=False):
         np.testing.assert_allclose(got, ref.colbert[i], atol=1e-5, rtol=0)
     tokens = sum(len(t) for t in m3.tokenizer(TEXTS)["input_ids"])
     assert f"ingested {len(TEXTS)} rows ({tokens} tokens) in " in err

@@ -32,7 +32,7 @@ def test_concurrent_calls_share_rounds_and_match_direct_calls(shared, bert_embed
 
     with ThreadPoolExecutor(len(calls)) as pool:
         got = list(pool.map(one, calls))
-    for (query, texts), out in zip(calls, got):
+    for (query, texts), out in zip(calls, got, strict=False):
         want = (bert_embedder.encode_queries(texts) if query
                 else bert_embedder.encode_documents(texts))
         np.testing.assert_allclose(out, want, atol=1e-6)
@@ -51,10 +51,10 @@ def test_m3_outputs_through_the_batcher(tiny_m3: str, m3) -> None:
         np.testing.assert_allclose(dense.result().dense, m3.encode_documents(TEXTS[:5]).dense,
                                    atol=1e-6)
         np.testing.assert_allclose(got.dense, want.dense, atol=1e-6)
-        for a, b in zip(got.sparse, want.sparse):
+        for a, b in zip(got.sparse, want.sparse, strict=False):
             assert a.keys() == b.keys()
             np.testing.assert_allclose(list(a.values()), list(b.values()), atol=1e-6)
-        for a, b in zip(got.colbert, want.colbert):
+        for a, b in zip(got.colbert, want.colbert, strict=False):
             np.testing.assert_allclose(a, b, atol=1e-6)
     finally:
         batcher.close()

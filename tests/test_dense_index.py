@@ -117,13 +117,14 @@ def test_index_helpers_pick_and_reopen_either_kind(tmp_path: Path, tiny_bert: st
 def test_search_many_equals_search_and_checks_its_inputs(index: DenseIndex) -> None:
     queries = ["what do pandas eat?", "capital of France"]
     many = index.search_many(queries, k=3, filter={"year": {"$gte": 2021}})
-    for query, hits in zip(queries, many):
+    for query, hits in zip(queries, many, strict=False):
         one = index.search(query, k=3, filter={"year": {"$gte": 2021}})
         # the tiny model's scores differ by ~1e-6, so batching may swap near-ties: compare
         # each document's score, and that both lists are ranked
         assert {h.id: h.score for h in hits} == pytest.approx({h.id: h.score for h in one},
                                                               rel=1e-5, abs=1e-6)
-        assert len(hits) == 3 and all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+        assert len(hits) == 3
+        assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
     assert index.search_many([], k=3) == []
     with pytest.raises(TypeError, match="use search_many for lists"):
         index.search(["a list"])  # type: ignore[arg-type]

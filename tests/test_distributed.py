@@ -77,10 +77,10 @@ def test_m3_rows_equal_one_process(ray_cluster, tiny_m3: str, m3_reference, bloc
     np.testing.assert_allclose(dense_matrix(table.column("embedding")), ref.dense[order],
                                atol=TOL, rtol=0)
     sparse = sparse_dicts(table.column("sparse_indices"), table.column("sparse_values"))
-    for got, pos in zip(sparse, order):
+    for got, pos in zip(sparse, order, strict=False):
         assert set(got) == set(ref.sparse[pos])
         assert max(abs(got[k] - ref.sparse[pos][k]) for k in got) <= TOL
-    for got, pos in zip(colbert_arrays(table.column("colbert")), order):
+    for got, pos in zip(colbert_arrays(table.column("colbert")), order, strict=False):
         np.testing.assert_allclose(got, ref.colbert[pos], atol=TOL, rtol=0)
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), 32)
 

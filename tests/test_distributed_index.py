@@ -24,7 +24,8 @@ def dataset(ray, dense: np.ndarray, out=None, *, colbert: bool = True, tokens: b
     table = pa.table({"id": IDS, "text": TEXTS, "group": [m["group"] for m in METAS]})
     table = table.append_column(C.EMBEDDING, C.dense_column(dense, np.ones(n, bool)))
     if out is not None:
-        for name, col in zip((C.SPARSE_INDICES, C.SPARSE_VALUES), C.sparse_columns(out.sparse)):
+        for name, col in zip((C.SPARSE_INDICES, C.SPARSE_VALUES), C.sparse_columns(out.sparse),
+                             strict=True):
             table = table.append_column(name, col)
         if colbert:
             table = table.append_column(C.COLBERT, C.colbert_column(out.colbert, dense.shape[1],

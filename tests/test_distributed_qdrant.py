@@ -40,7 +40,8 @@ def embedded_table(texts: list[str], out, dim: int, *, colbert: bool) -> pa.Tabl
                       "year": list(range(2000, 2000 + n))})
     table = table.append_column(C.EMBEDDING, C.dense_column(dense, np.ones(n, bool)))
     if not isinstance(out, np.ndarray):
-        for name, col in zip((C.SPARSE_INDICES, C.SPARSE_VALUES), C.sparse_columns(out.sparse)):
+        for name, col in zip((C.SPARSE_INDICES, C.SPARSE_VALUES), C.sparse_columns(out.sparse),
+                             strict=True):
             table = table.append_column(name, col)
         if colbert:
             table = table.append_column(C.COLBERT, C.colbert_column(out.colbert, dim,
@@ -77,7 +78,7 @@ def assert_points_equal(client, collection: str, out) -> None:
         assert p.payload["text"] == TEXTS[i]
         assert p.payload["metadata"] == {"lang": ["en", "de"][i % 2], "year": 2000 + i}
         np.testing.assert_allclose(p.vector["dense"], out.dense[i], atol=TOL, rtol=0)
-        sparse = dict(zip(p.vector["sparse"].indices, p.vector["sparse"].values))
+        sparse = dict(zip(p.vector["sparse"].indices, p.vector["sparse"].values, strict=False))
         assert sparse.keys() == out.sparse[i].keys()
         np.testing.assert_allclose([sparse[k] for k in out.sparse[i]],
                                    list(out.sparse[i].values()), atol=TOL, rtol=0)

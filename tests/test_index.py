@@ -30,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thr
 def test_ranking_equals_brute_force_compute_score(index: HybridIndex, m3x: BGEM3Embedder,
                                                   mode: str) -> None:
     k = len(CORPUS)
-    for query, hits in zip(QUERIES, index.search_many(QUERIES, k=k, mode=mode)):
+    for query, hits in zip(QUERIES, index.search_many(QUERIES, k=k, mode=mode), strict=False):
         ref = reference(m3x, query)
         assert_ranking(hits, IDS, ref[SCORE_KEY[mode]], k, positive_only=mode == "sparse")
         by_id = {i: n for n, i in enumerate(IDS)}
@@ -61,7 +61,7 @@ def test_rrf_equals_brute_force_reciprocal_rank_fusion(index: HybridIndex,
     for query in QUERIES:
         ref = reference(m3x, query)
         fused = np.zeros(len(CORPUS))
-        for part, w in zip(("dense", "sparse", "colbert"), weights):
+        for part, w in zip(("dense", "sparse", "colbert"), weights, strict=False):
             ranks = np.empty(len(CORPUS))
             ranks[np.argsort(-ref[part], kind="stable")] = np.arange(1, len(CORPUS) + 1)
             matched = ref[part] > 0 if part == "sparse" else True  # no shared token: no term

@@ -40,7 +40,7 @@ def all_results(index: HybridIndex) -> list[list]:
 def assert_same_index(a: HybridIndex, b: HybridIndex) -> None:
     assert len(a) == len(b)
     assert a.get(IDS) == b.get(IDS)
-    for got, want in zip(all_results(a), all_results(b)):
+    for got, want in zip(all_results(a), all_results(b), strict=False):
         assert_same_hits(got, want, tol=1e-6)
 
 

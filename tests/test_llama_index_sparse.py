@@ -169,7 +169,7 @@ def test_qdrant_hybrid_vector_store(tiny_m3: str, sparse: BGEM3SparseEmbedding) 
     for i in (0, 7):
         stored = by_i[i].vector[store.sparse_vector_name]
         content = docs[i].get_content(metadata_mode="embed")
-        assert dict(zip(stored.indices, stored.values)) == pytest.approx(
+        assert dict(zip(stored.indices, stored.values, strict=False)) == pytest.approx(
             sparse.get_text_embedding(content), rel=1e-5, abs=1e-7)
     retriever = index.as_retriever(vector_store_query_mode="hybrid", similarity_top_k=3,
                                    sparse_top_k=3)

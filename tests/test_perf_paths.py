@@ -78,9 +78,9 @@ def test_m3_workers_keep_every_output_in_input_order(tiny_m3: str) -> None:
     a = serial.encode_documents(MIXED, colbert=True)
     b = side.encode_documents(MIXED, colbert=True)
     np.testing.assert_allclose(b.dense, a.dense, atol=1e-5)
-    for x, y in zip(a.colbert, b.colbert):
+    for x, y in zip(a.colbert, b.colbert, strict=False):
         np.testing.assert_allclose(y, x, atol=1e-5)
-    for x, y in zip(a.sparse, b.sparse):
+    for x, y in zip(a.sparse, b.sparse, strict=False):
         assert x.keys() == y.keys()
         np.testing.assert_allclose(list(y.values()), list(x.values()), rtol=1e-5, atol=1e-7)
 
@@ -196,7 +196,7 @@ def test_a_device_list_runs_one_replica_per_device(tiny_m3: str) -> None:
     a = one.encode_documents(MIXED, colbert=True)
     b = two.encode_documents(MIXED, colbert=True)
     np.testing.assert_allclose(b.dense, a.dense, atol=1e-5)
-    for x, y in zip(a.colbert, b.colbert):
+    for x, y in zip(a.colbert, b.colbert, strict=False):
         np.testing.assert_allclose(y, x, atol=1e-5)
     dense = BGEEmbedder(tiny_m3, pooling="cls", device=["cpu", "cpu:0"], max_batch_tokens=96)
     np.testing.assert_allclose(dense.encode_documents(MIXED), a.dense, atol=1e-5)

@@ -108,7 +108,7 @@ def hybrid_snapshot(index: HybridIndex) -> dict[str, Any]:
         vec = sparse[row]
         out[doc_id] = (state.texts.view[row], json.dumps(state.metadatas.view[row]),
                        state.dense.view[row].tobytes(),
-                       tuple(zip(vec.indices.tolist(), vec.data.tolist())),
+                       tuple(zip(vec.indices.tolist(), vec.data.tolist(), strict=False)),
                        None if state.colbert is None else
                        state.colbert.gather(np.array([row]))[0].tobytes())
     assert len(out) == len(index) == int(state.alive.sum())
@@ -718,7 +718,7 @@ def test_random_changes_match_a_plain_dict_model(m3: BGEM3Embedder, encoded: M3O
             metas = [{"step": step, "row": r} for r in rows]
             index.add_embeddings([TEXTS[r] for r in rows], **outputs(encoded, rows),
                                  metadatas=metas, ids=ids)
-            model.update({i: (r, m) for i, r, m in zip(ids, rows, metas)})
+            model.update({i: (r, m) for i, r, m in zip(ids, rows, metas, strict=False)})
         elif kind == "delete":
             ids = rng.sample([f"id{i}" for i in range(12)], rng.randint(1, 3))
             assert index.delete(ids) == sum(i in model for i in ids)
@@ -764,7 +764,7 @@ def test_full_disk_while_spilling_colbert_vectors(m3: BGEM3Embedder, encoded: M3
     monkeypatch.undo()
     index.add_embeddings(TEXTS[3:7], **outputs(encoded, [3, 4, 5, 6]), ids=["a", "d", "e", "f"])
     got = hybrid_snapshot(index)
-    for doc_id, row in zip(["a", "d", "e", "f", "b", "c"], [3, 4, 5, 6, 1, 2]):
+    for doc_id, row in zip(["a", "d", "e", "f", "b", "c"], [3, 4, 5, 6, 1, 2], strict=False):
         assert got[doc_id][4] == encoded.colbert[row].tobytes(), doc_id  # no misalignment
     record_property("held", "OSError naming the temp file's disk; index unchanged; the next "
                             "add's ColBERT vectors are the right ones")

@@ -145,7 +145,7 @@ def test_oom_on_a_single_text_is_raised(tiny_bert: str, spy: Callable[..., Forwa
     with pytest.raises(torch.OutOfMemoryError):
         emb.encode(TEXTS)
     assert always.attempts[0] == len(TEXTS) and always.attempts[-1] == 1
-    assert all(a > b for a, b in zip(always.attempts, always.attempts[1:]))
+    assert all(a > b for a, b in zip(always.attempts, always.attempts[1:], strict=False))
     other = spy(lambda n: RuntimeError("cuDNN error: not an OOM"))
     with pytest.raises(RuntimeError, match="not an OOM"):
         emb.encode(TEXTS)
@@ -204,7 +204,8 @@ def test_every_forward_pass_stays_within_its_budget(tiny_bert: str,
         out = emb.encode(texts)
         passes += len(budget.attempts)
         assert max(budget.attempts) <= 8
-        assert all(t <= 256 or n == 1 for t, n in zip(budget.padded_tokens, budget.attempts))
+        assert all(t <= 256 or n == 1
+                   for t, n in zip(budget.padded_tokens, budget.attempts, strict=True))
         pick = rng.randrange(len(texts))
         np.testing.assert_allclose(out[pick], emb.encode([texts[pick]])[0], rtol=1e-5, atol=1e-5)
     record_property("iterations", 20)

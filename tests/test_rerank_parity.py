@@ -82,13 +82,13 @@ def flag(tmp_path_factory: pytest.TempPathFactory, tiny_reranker: str, tiny_llm_
 
 def test_encoder_equals_flag_reranker(tiny_reranker: str, flag: dict) -> None:
     rr = BGEReranker(tiny_reranker, device="cpu")
-    for call, want in zip(ENCODER_CALLS, flag["FlagReranker"]):
+    for call, want in zip(ENCODER_CALLS, flag["FlagReranker"], strict=False):
         np.testing.assert_allclose(rr.compute_score(PAIRS, **call), want, atol=1e-5)
 
 
 def test_llm_equals_flag_llm_reranker(tiny_llm_reranker: str, flag: dict) -> None:
     rr = BGEReranker(tiny_llm_reranker, device="cpu")
-    for call, want in zip(LLM_CALLS, flag["FlagLLMReranker"]):
+    for call, want in zip(LLM_CALLS, flag["FlagLLMReranker"], strict=False):
         np.testing.assert_allclose(rr.compute_score(PAIRS, **call), want, atol=1e-5)
 
 
@@ -96,7 +96,7 @@ def test_layerwise_equals_flag_layerwise_reranker(tiny_layerwise_reranker: str,
                                                   flag: dict) -> None:
     rr = BGEReranker(tiny_layerwise_reranker, device="cpu")
     assert rr.cutoff_layers == (4,)
-    for call, want in zip(LAYERWISE_CALLS, flag["LayerWiseFlagLLMReranker"]):
+    for call, want in zip(LAYERWISE_CALLS, flag["LayerWiseFlagLLMReranker"], strict=False):
         np.testing.assert_allclose(rr.compute_score(PAIRS, **call), want, atol=1e-5)
 
 

@@ -38,9 +38,8 @@ from ..offline import (
     tiny_model,
 )
 from ..retrieval import RetrievalMode
-from . import ingest
+from . import ingest, serve
 from . import rerank as rerank_cli
-from . import serve
 from .demo import DEMO_QUERIES, print_hits, run_demo
 from .eval import add_parser as add_eval_parser
 from .indexes import new_index, open_index, save_index

@@ -19,9 +19,9 @@ from importlib.resources import files
 from typing import Any, TextIO
 
 from ..core.embedder import DEFAULT_MODEL
+from ..core.m3_heads import is_m3_model
 from ..offline import model_or_fallback, tiny_kind_for, tiny_model
 from ..retrieval.contract import Hit
-from ..core.m3_heads import is_m3_model
 from .indexes import embedder_of, new_index
 from .textio import TextRecord, read_records
 

@@ -197,10 +197,10 @@ def _cause(exc: BaseException) -> BaseException:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from ray.exceptions import RayError
 
+    from ..core.m3_heads import is_m3_model
     from ..distributed import embed_dataset
     from ..distributed._ray import require_ray
     from .app import _model_name, _note
-    from ..core.m3_heads import is_m3_model
 
     ray = require_ray()
     model = _model_name(args)

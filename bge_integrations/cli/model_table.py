@@ -104,7 +104,8 @@ def models_table(specs: Sequence[ModelSpec] | None = None, width: int = 48) -> s
         lines.append((r.name, f"rerank:{r.kind.value}", "", "", ""))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
     return "".join(
-        ("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]).rstrip()
+        ("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+         + "  " + row[-1]).rstrip()
         + "\n"
         for row in lines
     )

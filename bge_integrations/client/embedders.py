@@ -172,4 +172,4 @@ class RemoteM3Embedder(_Remote):
 
 
 def _sparse(item: dict[str, Any]) -> dict[int, float]:
-    return {int(k): float(v) for k, v in zip(item["indices"], item["values"])}
+    return {int(k): float(v) for k, v in zip(item["indices"], item["values"], strict=False)}

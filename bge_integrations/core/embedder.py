@@ -18,8 +18,15 @@ from .inputs import optional_positive_int, validate_texts
 from .loading import LoadedModel, load_model
 from .pooling import pool
 from .prompts import build_icl_prefix, format_query, icl_query_token_ids
-from .registry import (DEFAULT_MODEL, Family, ModelSpec, Pooling, find_spec, register_model,
-                       resolve_spec)
+from .registry import (
+    DEFAULT_MODEL,
+    Family,
+    ModelSpec,
+    Pooling,
+    find_spec,
+    register_model,
+    resolve_spec,
+)
 
 __all__ = ["BGEEmbedder", "DEFAULT_MODEL"]
 

@@ -193,7 +193,7 @@ class Engine:
 
             def done(positions: np.ndarray, out: Sequence[T]) -> None:
                 with lock:
-                    for i, item in zip(positions, out):
+                    for i, item in zip(positions, out, strict=False):
                         results[i] = item
                     bar.update(len(positions))
 

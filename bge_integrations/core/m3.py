@@ -187,21 +187,21 @@ class BGEM3Embedder(EncoderBase):
         if sparse_head is not None:
             weights = torch.relu(sparse_head(hidden)).squeeze(-1).float().cpu().numpy()
             sparse_rows = [self._lexical_weights(w, i, m) for w, i, m in
-                           zip(weights, ids.cpu().numpy(), mask.cpu().numpy())]
+                           zip(weights, ids.cpu().numpy(), mask.cpu().numpy(), strict=False)]
         if colbert_head is not None:
             vecs = colbert_head(hidden[:, 1:]).float() * mask[:, 1:, None].float()
             if self.normalize:
                 vecs = F.normalize(vecs, dim=-1)
             vecs_np = vecs.cpu().numpy()
             lengths = mask[:, 1:].sum(dim=1).cpu().numpy()
-            colbert_rows = [v[:k] for v, k in zip(vecs_np, lengths)]
-        return list(zip(dense_rows, sparse_rows, colbert_rows))
+            colbert_rows = [v[:k] for v, k in zip(vecs_np, lengths, strict=False)]
+        return list(zip(dense_rows, sparse_rows, colbert_rows, strict=False))
 
     def _lexical_weights(self, weights: np.ndarray, ids: np.ndarray, mask: np.ndarray
                          ) -> dict[int, float]:
         out: dict[int, float] = {}
         unused = self._unused_ids
-        for w, tid, m in zip(weights.tolist(), ids.tolist(), mask.tolist()):
+        for w, tid, m in zip(weights.tolist(), ids.tolist(), mask.tolist(), strict=False):
             if m and w > 0 and tid not in unused and w > out.get(tid, 0.0):
                 out[tid] = w
         return out

@@ -264,7 +264,7 @@ class BGEReranker:
               q_limit: int, prompt: str | None, layers: tuple[int, ...] | None
               ) -> tuple[list[list[int]], ModelCall]:
         unique = list(dict.fromkeys(queries))
-        q_ids = dict(zip(unique, tokenize_sides(tok, unique, q_limit)))
+        q_ids = dict(zip(unique, tokenize_sides(tok, unique, q_limit), strict=False))
         p_ids = tokenize_sides(tok, passages, limit)
         side = getattr(tok, "truncation_side", "right")
         if self.kind is RerankerKind.ENCODER:
@@ -277,7 +277,8 @@ class BGEReranker:
         parts = PromptParts(bos=(bos,) if keep_bos else (),
                             sep=tuple(tok("\n", add_special_tokens=False)["input_ids"]),
                             prompt=tuple(tok(text, add_special_tokens=False)["input_ids"]))
-        built = [llm_pair_ids(q_ids[q], p, parts, limit, side) for q, p in zip(queries, p_ids)]
+        built = [llm_pair_ids(q_ids[q], p, parts, limit, side)
+                 for q, p in zip(queries, p_ids, strict=True)]
         rows = [r for r, _ in built]
         if self.kind is RerankerKind.LLM:
             return rows, self._llm_call
@@ -301,11 +302,11 @@ class BGEReranker:
                       limit: int, side: str) -> tuple[list[list[int]], ModelCall]:
         template = self._loaded.extra("rerank_pair_template", lambda: pair_template(tok))
         cut = [truncate_second(q, p, limit, template.special_count, side)
-               for q, p in zip(q_ids, p_ids)]
-        rows = [template.build(q, p) for q, p in zip(q_ids, cut)]
+               for q, p in zip(q_ids, p_ids, strict=False)]
+        rows = [template.build(q, p) for q, p in zip(q_ids, cut, strict=False)]
         if template.types is None:
             return rows, _encoder_call
-        types = [template.token_types(len(q), len(p)) for q, p in zip(q_ids, cut)]
+        types = [template.token_types(len(q), len(p)) for q, p in zip(q_ids, cut, strict=False)]
         left = getattr(tok, "padding_side", "right") == "left"
 
         def typed(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor,

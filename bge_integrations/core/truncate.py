@@ -59,7 +59,7 @@ def token_ids(tokenizer: Any, texts: Sequence[str], max_length: int, **kwargs: A
     if short:
         ids = tokenizer([texts[i] for i in short], truncation=True, max_length=max_length,
                         **kwargs)["input_ids"]
-        for i, row in zip(short, ids):
+        for i, row in zip(short, ids, strict=False):
             out[i] = row
     for i in long:
         out[i] = _long_text_ids(tokenizer, texts[i], max_length, budget, kwargs)

@@ -127,8 +127,8 @@ def sparse_dicts(indices: pa.Array | pa.ChunkedArray, values: pa.Array | pa.Chun
     _, val_vals = _list_values(_flat(values))
     ids = idx_vals.to_numpy(zero_copy_only=False)
     weights = val_vals.to_numpy(zero_copy_only=False)
-    return [dict(zip(ids[lo:hi].tolist(), weights[lo:hi].astype(np.float32).tolist()))
-            for lo, hi in zip(idx_off[:-1], idx_off[1:])]
+    return [dict(zip(ids[lo:hi].tolist(), weights[lo:hi].astype(np.float32).tolist(), strict=False))
+            for lo, hi in zip(idx_off[:-1], idx_off[1:], strict=False)]
 
 
 def colbert_arrays(column: pa.Array | pa.ChunkedArray, dtype: Any = np.float32
@@ -139,7 +139,7 @@ def colbert_arrays(column: pa.Array | pa.ChunkedArray, dtype: Any = np.float32
     matrix = dense_matrix(vectors.slice(offsets[0], offsets[-1] - offsets[0]), dtype) if len(
         column) else np.zeros((0, 0), dtype)
     base = offsets[0]
-    return [matrix[lo - base: hi - base] for lo, hi in zip(offsets[:-1], offsets[1:])]
+    return [matrix[lo - base: hi - base] for lo, hi in zip(offsets[:-1], offsets[1:], strict=False)]
 
 
 # -- what the sinks share ---------------------------------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..core.m3_heads import is_m3_model
 from ..core.embedder import BGEEmbedder
 from ..core.m3 import BGEM3Embedder
+from ..core.m3_heads import is_m3_model
 from . import columns as C
 from ._ray import require_ray
 from .actors import (

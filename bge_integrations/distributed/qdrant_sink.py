@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ..core.m3_heads import is_m3_model
 from ..core.embedder import BGEEmbedder
 from ..core.m3 import BGEM3Embedder
+from ..core.m3_heads import is_m3_model
 from ..retrieval.contract import DocBatch
 from ..retrieval.identity import (
     check_dense_model,
@@ -110,12 +110,12 @@ def batch_points(batch: pa.Table, plan: Plan) -> list[Any]:
                     "sparse": m.SparseVector(indices=out.sparse.indices[ptr[i]:ptr[i + 1]].tolist(),
                                              values=out.sparse.data[ptr[i]:ptr[i + 1]].tolist())}
                    for i in range(n)]
-        for vector, tokens in zip(vectors, out.colbert or ()):
+        for vector, tokens in zip(vectors, out.colbert or (), strict=False):
             vector["colbert"] = tokens.tolist()
     return [m.PointStruct(id=point_id(doc_id), vector=vector,
                           payload={"id": doc_id, "text": text, "metadata": meta})
             for doc_id, text, meta, vector in zip(docs.ids, docs.texts, docs.metadatas,
-                                                  vectors)]
+                                                  vectors, strict=False)]
 
 
 def upsert_batch(client: Any, batch: pa.Table, plan: Plan) -> dict[str, int]:

@@ -124,7 +124,7 @@ class EmbedWorker:
                 if out.dense:
                     dense[list(rows)] = encoded.dense
                 for target, part in ((sparse, encoded.sparse), (colbert, encoded.colbert)):
-                    for row, value in zip(rows, part or ()):
+                    for row, value in zip(rows, part or (), strict=False):
                         target[row] = value
             else:
                 dense[list(rows)] = encoded
@@ -132,7 +132,8 @@ class EmbedWorker:
         if out.dense:
             result.append((C.EMBEDDING, C.dense_column(dense, valid)))
         if out.sparse:
-            result.extend(zip((C.SPARSE_INDICES, C.SPARSE_VALUES), C.sparse_columns(sparse)))
+            result.extend(zip((C.SPARSE_INDICES, C.SPARSE_VALUES), C.sparse_columns(sparse),
+                              strict=True))
         if out.colbert:
             result.append((C.COLBERT, C.colbert_column(colbert, dim, self._dtype)))
         if out.token_counts:

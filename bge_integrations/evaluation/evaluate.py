@@ -92,9 +92,11 @@ def evaluate(index_or_retriever: Any, queries: Mapping[str, str],
         start = time.perf_counter()
         hits = target.search(texts, depth, kwargs)
         seconds[name] = time.perf_counter() - start
-        ranked[name] = {q: [h.id for h in row[:cutoffs[-1]]] for q, row in zip(qids, hits)}
+        ranked[name] = {q: [h.id for h in row[:cutoffs[-1]]]
+                        for q, row in zip(qids, hits, strict=True)}
         if rerank is not None:  # the reranker reads the texts
-            with_text[name] = {q: [(h.id, h.text) for h in row] for q, row in zip(qids, hits)}
+            with_text[name] = {q: [(h.id, h.text) for h in row]
+                               for q, row in zip(qids, hits, strict=True)}
     reported = dict(settings)
     if rerank is not None:
         start = time.perf_counter()

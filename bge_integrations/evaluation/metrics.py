@@ -152,7 +152,7 @@ class Judgments:
         query missing from ``ranked`` retrieved nothing."""
         values = self.evaluate([self.hashes(ranked.get(q, ())) for q in self.qids], metrics)
         means = {m: float(v.mean()) for m, v in values.items()}
-        per_query = {m: dict(zip(self.qids, v.tolist())) for m, v in values.items()}
+        per_query = {m: dict(zip(self.qids, v.tolist(), strict=False)) for m, v in values.items()}
         return means, per_query
 
 
@@ -180,5 +180,5 @@ class PoolScorer:
     def score(self, orders: Sequence[np.ndarray]) -> float:
         """The mean metric when each query's pool is ranked by ``orders[i]`` (positions in
         its pool, best first)."""
-        rows = [hashes[order] for hashes, order in zip(self._hashes, orders)]
+        rows = [hashes[order] for hashes, order in zip(self._hashes, orders, strict=False)]
         return float(self._judgments.evaluate(rows, [self.metric])[self.metric].mean())

@@ -56,7 +56,7 @@ def _pair_scores(reranker: Any, queries: Mapping[str, str],
             raise ValueError(msg)
         out, pos = {}, 0
         for q, cands in docs.items():
-            out[q] = dict(zip(cands, flat[pos:pos + len(cands)].tolist()))
+            out[q] = dict(zip(cands, flat[pos:pos + len(cands)].tolist(), strict=False))
             pos += len(cands)
         return out
     out = {}

@@ -182,7 +182,7 @@ class _Pools:
         hits = target.search([queries[q] for q in qids], depth, settings)
         parts = ("dense", "sparse", "colbert") if target.has_colbert else ("dense", "sparse")
         pools, self.scores = {}, []
-        for q, row in zip(qids, hits):
+        for q, row in zip(qids, hits, strict=False):
             row = sorted(row, key=lambda h: -h.scores["dense"])  # ties: dense first, as the index
             pools[q] = [h.id for h in row]
             self.scores.append({p: np.array([h.scores[p] for h in row]) for p in parts})
@@ -197,7 +197,8 @@ class _Pools:
         if fusion is Fusion.WEIGHTED:
             fused = fuse(RetrievalMode.HYBRID, fusion, self.flat, weights, rrf_k)
             order = np.lexsort((-fused, self.group))  # stable: ties keep the dense order
-            orders = [order[lo:hi] - lo for lo, hi in zip(self.bounds[:-1], self.bounds[1:])]
+            orders = [order[lo:hi] - lo
+                      for lo, hi in zip(self.bounds[:-1], self.bounds[1:], strict=True)]
         else:
             orders = [np.argsort(-fuse(RetrievalMode.HYBRID, fusion, parts, weights, rrf_k),
                                  kind="stable") if len(parts["dense"]) else

@@ -101,7 +101,7 @@ def rrf_scores(parts: Sequence[np.ndarray], weights: Sequence[float], rrf_k: int
         array([0.03252, 0.03252])
     """
     out = np.zeros(len(parts[0]), dtype=np.float64)
-    for scores, weight in zip(parts, weights):
+    for scores, weight in zip(parts, weights, strict=False):
         if weight > 0:
             out += np.where(np.isfinite(scores), weight / (rrf_k + _ranks(scores)), 0.0)
     return out

@@ -580,7 +580,7 @@ def load_array(path: Path, *, dtype: str, shape: Sequence[int | None], mmap: boo
         raise IndexFileError(msg) from None
     if (got_dtype != want or fortran or len(got_shape) != len(shape)
             or any(type(d) is not int or d < 0 for d in got_shape)
-            or any(w is not None and d != w for d, w in zip(got_shape, shape))):
+            or any(w is not None and d != w for d, w in zip(got_shape, shape, strict=False))):
         expected = tuple("any" if w is None else w for w in shape)
         msg = (f"{str(path)!r} holds {got_dtype} {got_shape}"
                f"{' (Fortran order)' if fortran else ''}, expected {want} {expected}.")

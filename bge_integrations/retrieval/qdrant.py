@@ -386,7 +386,7 @@ class QdrantHybridIndex(NotPicklable):
         if not candidates:
             return []
         parts = {}
-        for name, points in zip(req.parts, answers):
+        for name, points in zip(req.parts, answers, strict=False):
             score_of = {p.id: p.score for p in points}
             scale = 1.0 / q_tokens if name == "colbert" else 1.0  # MAX_SIM sums, ColBERT averages
             parts[name] = np.array([score_of.get(p.id, 0.0) * scale for p in candidates])
