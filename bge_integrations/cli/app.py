@@ -40,6 +40,7 @@ from ..offline import (
 from ..retrieval import RetrievalMode
 from . import ingest, serve
 from . import rerank as rerank_cli
+from .argtypes import positive_int
 from .demo import DEMO_QUERIES, print_hits, run_demo
 from .eval import add_parser as add_eval_parser
 from .indexes import new_index, open_index, save_index
@@ -90,7 +91,7 @@ def _add_model_options(parser: argparse.ArgumentParser, *, with_model: bool = Tr
     group.add_argument("--device", default="auto",
                        help="auto, cpu, cuda, cuda:N or mps; several: cuda:0,cuda:1")
     group.add_argument("--dtype", default="auto", choices=DTYPES, help="compute dtype")
-    group.add_argument("--batch-size", type=_positive_int, help="most texts per forward pass")
+    group.add_argument("--batch-size", type=positive_int, help="most texts per forward pass")
     group.add_argument("--progress", action="store_true", help="show a progress bar")
 
 
@@ -103,17 +104,6 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
                         help="JSONL key / CSV column holding the text (default: text)")
     parser.add_argument("--id-field", default="id",
                         help="JSONL key / CSV column holding the id (default: id)")
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number <= 0:
-        msg = f"expected a positive integer, got {value!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
 
 
 def _weights(value: str) -> tuple[float, float, float]:
@@ -325,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Search an index built by `index build`.")
     query.add_argument("index", help="index directory")
     query.add_argument("query", help="the search text")
-    query.add_argument("-k", type=_positive_int, default=5, help="number of hits (default 5)")
+    query.add_argument("-k", type=positive_int, default=5, help="number of hits (default 5)")
     query.add_argument("--filter", action="append", default=[],
                        metavar="KEY=VALUE",
                        help="metadata filter, repeatable and AND-ed: KEY=VALUE (VALUE is JSON "
@@ -351,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                     f"offline: without the hub, {DEFAULT_MODEL} is replaced by the packaged "
                     "all-MiniLM-L6-v2, and the replacement is announced.")
     demo.add_argument("--query", action="append", help="your own query (repeatable)")
-    demo.add_argument("-k", type=_positive_int, default=3, help="hits per query (default 3)")
+    demo.add_argument("-k", type=positive_int, default=3, help="hits per query (default 3)")
     _add_model_options(demo)
     demo.set_defaults(handler=_cmd_demo)
     ingest.add_parser(sub)

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .argtypes import positive_int
+
 __all__ = ["add_parser", "run_eval"]
 
 
@@ -38,7 +40,7 @@ def _modes(value: str) -> str | list[str]:
 
 def add_parser(subparsers: Any) -> None:
     """Add the ``eval`` subcommand to the ``bge-integrations`` parser."""
-    from .app import _add_model_options, _positive_int
+    from .app import _add_model_options
 
     parser = subparsers.add_parser(
         "eval", help="evaluate retrieval modes (and tuned fusion) on a BEIR-layout dataset",
@@ -61,7 +63,7 @@ def add_parser(subparsers: Any) -> None:
                         help="what --tune maximises (default ndcg@10)")
     parser.add_argument("--rerank", metavar="R", help="also rerank every mode with this "
                                                       "reranker model (hub id or directory)")
-    parser.add_argument("--rerank-depth", type=_positive_int, default=100,
+    parser.add_argument("--rerank-depth", type=positive_int, default=100,
                         help="documents the reranker re-orders (default 100)")
     parser.add_argument("-o", "--output", metavar="NAME",
                         help="write NAME.json and NAME.png")

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..core.hardware import DTYPES
+from .argtypes import positive_float, positive_int
 
 __all__ = ["add_parser", "parse_qdrant_target", "READERS"]
 
@@ -46,24 +47,6 @@ def parse_qdrant_target(target: str) -> tuple[str, str]:
     scheme = "https" if parsed.scheme == "qdrants" else "http"
     port = f":{parsed.port}" if parsed.port else ""
     return f"{scheme}://{parsed.hostname}{port}", collection
-
-
-def _positive_int(value: str) -> int:
-    if not value.isdigit() or int(value) <= 0:
-        msg = f"expected a positive integer, got {value!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return int(value)
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = 0.0
-    if not number > 0:
-        msg = f"expected a positive number, got {value!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
 
 
 def add_parser(sub: Any) -> None:
@@ -104,13 +87,13 @@ def add_parser(sub: Any) -> None:
     ray_group.add_argument("--ray-address",
                            help="an existing cluster ('auto', or ray://host:10001); default: "
                                 "start a local one for this run")
-    ray_group.add_argument("--workers", type=_positive_int,
+    ray_group.add_argument("--workers", type=positive_int,
                            help="actors, each with its own model (default: as many as fit)")
-    ray_group.add_argument("--cpus-per-worker", type=_positive_float,
+    ray_group.add_argument("--cpus-per-worker", type=positive_float,
                            help="CPUs reserved per actor (torch uses that many threads)")
-    ray_group.add_argument("--gpus-per-worker", type=_positive_float,
+    ray_group.add_argument("--gpus-per-worker", type=positive_float,
                            help="GPUs per actor, e.g. 1 (fractions share a GPU)")
-    ray_group.add_argument("--batch-size", type=_positive_int, default=256,
+    ray_group.add_argument("--batch-size", type=positive_int, default=256,
                            help="rows handed to an actor per call (default 256)")
     parser.set_defaults(handler=_cmd_ingest)
 

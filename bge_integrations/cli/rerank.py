@@ -18,20 +18,10 @@ from typing import Any
 from ..core.hardware import DTYPES
 from ..core.rerank import DEFAULT_RERANKER, BGEReranker
 from ..core.rerank_registry import RerankerKind
+from .argtypes import positive_int
 from .textio import read_records
 
 __all__ = ["add_parser", "run"]
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number <= 0:
-        msg = f"expected a positive integer, got {value!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
 
 
 def add_parser(subparsers: Any) -> None:
@@ -43,7 +33,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("query", help="the query")
     parser.add_argument("input", help="a .txt (one text per line), .jsonl, .csv or .tsv file; "
                                       "- reads standard input")
-    parser.add_argument("-k", type=_positive_int, help="print only the k best (default: all)")
+    parser.add_argument("-k", type=positive_int, help="print only the k best (default: all)")
     parser.add_argument("--input-format", choices=["text", "jsonl", "csv", "tsv"],
                         help="override the format implied by the file suffix")
     parser.add_argument("--text-field", default="text", help="JSONL key / CSV column of the text")
@@ -55,9 +45,9 @@ def add_parser(subparsers: Any) -> None:
                        help="reranker kind of a model that is not in the registry")
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     group.add_argument("--dtype", default="auto", choices=DTYPES, help="compute dtype")
-    group.add_argument("--batch-size", type=_positive_int, default=128,
+    group.add_argument("--batch-size", type=positive_int, default=128,
                        help="most pairs per forward pass")
-    group.add_argument("--max-length", type=_positive_int, default=512,
+    group.add_argument("--max-length", type=positive_int, default=512,
                        help="token limit of a (query, text) pair")
     group.add_argument("--normalize", action="store_true", help="sigmoid scores (0..1)")
     group.add_argument("--trust-remote-code", action="store_true",

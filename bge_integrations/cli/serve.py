@@ -15,22 +15,12 @@ from typing import Any
 from ..core.hardware import DTYPES
 from ..core.registry import Pooling
 from ..offline import go_offline_if_unreachable, looks_local
+from .argtypes import positive_int
 
 __all__ = ["add_parser", "API_KEY_ENV"]
 
 #: environment variable read when --api-key is not given
 API_KEY_ENV = "BGE_INTEGRATIONS_API_KEY"
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number <= 0:
-        msg = f"expected a positive integer, got {value!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
 
 
 def add_parser(subparsers: Any) -> None:
@@ -54,11 +44,11 @@ def add_parser(subparsers: Any) -> None:
                         help="let `dimensions` cut this model's vectors (repeatable; known "
                              "Matryoshka models such as Qwen3-Embedding need no flag)")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-inputs", type=_positive, default=2048,
+    limits.add_argument("--max-inputs", type=positive_int, default=2048,
                         help="most strings per request (default 2048)")
-    limits.add_argument("--max-tokens", type=_positive, default=262_144,
+    limits.add_argument("--max-tokens", type=positive_int, default=262_144,
                         help="most tokens per request (default 262144)")
-    limits.add_argument("--max-body-bytes", type=_positive, default=32 * 1024 * 1024,
+    limits.add_argument("--max-body-bytes", type=positive_int, default=32 * 1024 * 1024,
                         help="most bytes per request body (default 32 MiB)")
     limits.add_argument("--batch-wait-ms", type=float, default=2.0,
                         help="how long a request waits for others to share its forward pass")
@@ -70,7 +60,7 @@ def add_parser(subparsers: Any) -> None:
     model.add_argument("--dtype", default="auto", choices=DTYPES, help="compute dtype")
     model.add_argument("--pooling", choices=[p.value for p in Pooling],
                        help="pooling for models that are not in the registry")
-    model.add_argument("--batch-size", type=_positive, help="most texts per forward pass")
+    model.add_argument("--batch-size", type=positive_int, help="most texts per forward pass")
     model.add_argument("--trust-remote-code", action="store_true",
                        help="allow the checkpoints' own modelling code")
     parser.set_defaults(handler=run)
