@@ -42,22 +42,20 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..core.rerank import BGEReranker
 from ..core.scores import DEFAULT_WEIGHTS, colbert_scores, sparse_to_csr
 from .contract import (
     DocBatch,
     Hit,
     M3Encoder,
-    NotPicklable,
     Record,
     SearchRequest,
     require_m3,
-    single_query,
     validate_ids,
 )
 from .filters import FilterNode, filter_mask
 from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
 from .identity import check_model, model_fingerprint, saved_source
+from .m3_index import M3Index
 from .persistence import (
     FILES,
     expect_files,
@@ -71,7 +69,6 @@ from .persistence import (
     write_array,
     write_docs,
 )
-from .rerank_step import search_reranked
 from .storage import COLBERT_DTYPES, ColbertRows, Rows, SparseRows, object_rows
 from .vectors import EncodedDocs
 
@@ -130,7 +127,7 @@ class _State:
                       copy.deepcopy(self.metadatas.view[row]))
 
 
-class HybridIndex(NotPicklable):
+class HybridIndex(M3Index):
     """An in-process BGE-M3 index: dense, sparse and ColBERT search with metadata filters.
 
     Args:
@@ -172,22 +169,6 @@ class HybridIndex(NotPicklable):
         colbert = (ColbertRows(self._dim, colbert_dtype, colbert_dir)
                    if self.store_colbert else None)
         self._state = _State.empty(self._dim, self._vocab_size, colbert)
-
-    @property
-    def embedder(self) -> M3Encoder:
-        """The embedder that encodes documents and queries."""
-        return self._m3
-
-    @property
-    def m3(self) -> M3Encoder:
-        """The embedder (the same object as :attr:`embedder`)."""
-        return self._m3
-
-    @property
-    def modes(self) -> tuple[RetrievalMode, ...]:
-        """The rankings ``search`` accepts as ``mode`` (ColBERT ones only with stored vectors)."""
-        return tuple(m for m in RetrievalMode
-                     if self.store_colbert or m is not RetrievalMode.COLBERT)
 
     def __len__(self) -> int:
         return len(self._state.row_of)
@@ -344,37 +325,6 @@ class HybridIndex(NotPicklable):
         id_list = validate_ids(ids)
         state = self._state
         return [state.record(state.row_of[i]) for i in id_list if i in state.row_of]
-
-    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
-               mode: str | RetrievalMode = RetrievalMode.HYBRID,
-               weights: Sequence[float] = DEFAULT_WEIGHTS,
-               fusion: str | Fusion = Fusion.WEIGHTED, rerank: BGEReranker | None = None,
-               candidates: int = 50) -> list[Hit]:
-        """The ``k`` best documents for one query.
-
-        Args:
-            query: the query text.
-            k: how many hits at most (exactly ``k`` when ``k`` documents match the filter;
-                ``sparse`` mode also needs a shared token).
-            filter: a metadata filter (see :mod:`bge_integrations.retrieval.filters`).
-            mode: ``"hybrid"``, ``"dense"``, ``"sparse"`` or ``"colbert"``.
-            weights: (dense, sparse, colbert) weights of ``hybrid`` mode.
-            fusion: ``"weighted"`` (score fusion) or ``"rrf"`` (reciprocal rank fusion).
-            rerank: a ``BGEReranker`` that reorders the best ``candidates`` documents
-                (:mod:`.rerank_step`); their ``scores["rerank"]`` is its score.
-            candidates: how many documents the reranker sees.
-
-        Returns:
-            Hits, best first.
-
-        Example:
-            >>> hits = index.search("France", k=2, filter={"lang": "en"})  # doctest: +SKIP
-            >>> sorted(hits[0].scores)  # doctest: +SKIP
-            ['colbert', 'dense', 'sparse']
-        """
-        return search_reranked(query, k, rerank, candidates, lambda n: self.search_many(
-            single_query(query), k=n, filter=filter, mode=mode, weights=weights,
-            fusion=fusion)[0])
 
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None,

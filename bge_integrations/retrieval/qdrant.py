@@ -28,23 +28,20 @@ from typing import Any
 
 import numpy as np
 
-from ..core.rerank import BGEReranker
 from ..core.scores import DEFAULT_WEIGHTS, sparse_to_arrays
 from .contract import (
     DocBatch,
     Hit,
     M3Encoder,
-    NotPicklable,
     Record,
     SearchRequest,
     require_m3,
-    single_query,
     validate_ids,
 )
 from .filters import And, Condition, FilterNode
 from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
 from .locks import RWLock
-from .rerank_step import search_reranked
+from .m3_index import M3Index
 from .vectors import EncodedDocs
 
 __all__ = ["QdrantHybridIndex", "to_qdrant_filter", "point_id"]
@@ -124,7 +121,7 @@ def to_qdrant_filter(node: FilterNode | None) -> Any:
     return models.Filter(must=children) if isinstance(node, And) else models.Filter(should=children)
 
 
-class QdrantHybridIndex(NotPicklable):
+class QdrantHybridIndex(M3Index):
     """BGE-M3 hybrid search on a Qdrant collection, with :class:`~.index.HybridIndex`'s contract.
 
     Args:
@@ -185,22 +182,6 @@ class QdrantHybridIndex(NotPicklable):
     def client(self) -> Any:
         """The ``QdrantClient``."""
         return self._client
-
-    @property
-    def embedder(self) -> M3Encoder:
-        """The embedder that encodes documents and queries."""
-        return self._m3
-
-    @property
-    def m3(self) -> M3Encoder:
-        """The embedder (the same object as :attr:`embedder`)."""
-        return self._m3
-
-    @property
-    def modes(self) -> tuple[RetrievalMode, ...]:
-        """The rankings ``search`` accepts as ``mode`` (ColBERT ones only with stored vectors)."""
-        return tuple(m for m in RetrievalMode
-                     if self.store_colbert or m is not RetrievalMode.COLBERT)
 
     def _ensure_collection(self) -> None:
         m = self._models
@@ -319,16 +300,6 @@ class QdrantHybridIndex(NotPicklable):
                                           ids=[point_id(i) for i in id_list], with_payload=True)
         by_id = {p.payload["id"]: p.payload for p in found}
         return [Record(i, by_id[i]["text"], by_id[i]["metadata"]) for i in id_list if i in by_id]
-
-    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
-               mode: str | RetrievalMode = RetrievalMode.HYBRID,
-               weights: Sequence[float] = DEFAULT_WEIGHTS,
-               fusion: str | Fusion = Fusion.WEIGHTED, rerank: BGEReranker | None = None,
-               candidates: int = 50) -> list[Hit]:
-        """The ``k`` best documents for one query (see :meth:`HybridIndex.search`)."""
-        return search_reranked(query, k, rerank, candidates, lambda n: self.search_many(
-            single_query(query), k=n, filter=filter, mode=mode, weights=weights,
-            fusion=fusion)[0])
 
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None,
