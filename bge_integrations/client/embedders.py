@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core.inputs import validate_texts
 from ..core.m3 import BGEM3Embedder, M3Output
-from .http import ServiceClient
+from .http import RemoteModel
 
 __all__ = ["RemoteEmbedder", "RemoteM3Embedder"]
 
@@ -27,19 +27,10 @@ def _floats(value: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(value), dtype="<f4").astype(np.float32)
 
 
-class _Remote:
-    """What both remote embedders share: the connection, the model card, chunked calls."""
+class _Remote(RemoteModel):
+    """What both remote embedders share: the model card and chunked calls."""
 
-    def __init__(self, base_url: str, model: str | None = None, *, api_key: str | None = None,
-                 timeout: float = 60.0, max_retries: int = 3, batch_size: int = 256) -> None:
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            msg = f"batch_size must be a positive int, got {batch_size!r}."
-            raise ValueError(msg)
-        self.client = ServiceClient(base_url, api_key=api_key, timeout=timeout,
-                                    max_retries=max_retries)
-        self.model_name = model
-        self.batch_size = batch_size
-        self._card: dict[str, Any] | None = None
+    _card: dict[str, Any] | None = None
 
     @property
     def card(self) -> dict[str, Any]:
@@ -63,10 +54,6 @@ class _Remote:
                                              "encoding_format": "base64", **fields})
             items.extend(sorted(answer["data"], key=lambda item: item["index"]))
         return items
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self.client.close()
 
 
 class RemoteEmbedder(_Remote):

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["ServiceClient", "ServiceError", "API_KEY_ENV"]
+__all__ = ["ServiceClient", "ServiceError", "RemoteModel", "API_KEY_ENV"]
 
 #: read when no api_key is given (the server reads the same variable)
 API_KEY_ENV = "BGE_INTEGRATIONS_API_KEY"
@@ -100,3 +100,22 @@ class ServiceClient:
             raise ServiceError(resp.status_code, error.get("message") or resp.text[:200],
                                error.get("param"))
         return body
+
+
+class RemoteModel:
+    """What every remote model (embedders, reranker) holds: the connection, the served model's
+    name, and how many inputs go in one request."""
+
+    def __init__(self, base_url: str, model: str | None = None, *, api_key: str | None = None,
+                 timeout: float = 60.0, max_retries: int = 3, batch_size: int = 256) -> None:
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            msg = f"batch_size must be a positive int, got {batch_size!r}."
+            raise ValueError(msg)
+        self.client = ServiceClient(base_url, api_key=api_key, timeout=timeout,
+                                    max_retries=max_retries)
+        self.model_name = model
+        self.batch_size = batch_size
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()

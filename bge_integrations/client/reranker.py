@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 
 from ..core.inputs import validate_texts
-from .http import ServiceClient
+from .http import RemoteModel
 
 __all__ = ["RemoteReranker"]
 
 
-class RemoteReranker:
+class RemoteReranker(RemoteModel):
     """``BGEReranker.compute_score`` and ``rerank`` over HTTP; same scores as in-process.
 
     Args:
@@ -35,13 +35,8 @@ class RemoteReranker:
     def __init__(self, base_url: str, model: str | None = None, *, api_key: str | None = None,
                  timeout: float = 60.0, max_retries: int = 3, batch_size: int = 256,
                  normalize: bool | None = None) -> None:
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            msg = f"batch_size must be a positive int, got {batch_size!r}."
-            raise ValueError(msg)
-        self.client = ServiceClient(base_url, api_key=api_key, timeout=timeout,
-                                    max_retries=max_retries)
-        self.model_name = model
-        self.batch_size = batch_size
+        super().__init__(base_url, model, api_key=api_key, timeout=timeout,
+                         max_retries=max_retries, batch_size=batch_size)
         self.normalize = normalize
 
     def compute_score(self, pairs: Sequence[tuple[str, str]] | tuple[str, str], *,
@@ -95,7 +90,3 @@ class RemoteReranker:
             for item in self.client.post("/v1/rerank", body)["results"]:
                 out[start + item["index"]] = item["relevance_score"]
         return out
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self.client.close()
