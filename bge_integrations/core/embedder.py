@@ -15,7 +15,7 @@ from .batcher import Batcher
 from .checkpoint import check_length, resolve_lengths
 from .engine import Engine, Head, padding_side_for
 from .inputs import optional_positive_int, validate_texts
-from .loading import LoadedModel, load_model
+from .loading import LoadedModel, ModelHandle, load_model
 from .pooling import pool
 from .prompts import build_icl_prefix, format_query, icl_query_token_ids
 from .registry import (
@@ -33,7 +33,7 @@ __all__ = ["BGEEmbedder", "DEFAULT_MODEL"]
 _OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
-class EncoderBase:
+class EncoderBase(ModelHandle):
     """Loading, options and the engine shared by :class:`BGEEmbedder` and ``BGEM3Embedder``."""
 
     def __init__(self, model_name_or_path: str | os.PathLike[str], spec: ModelSpec, *,
@@ -107,21 +107,9 @@ class EncoderBase:
         return self._loaded.hidden_size
 
     @property
-    def device(self) -> torch.device:
-        return self._loaded.device
-
-    @property
-    def dtype(self) -> str:
-        return self._loaded.dtype
-
-    @property
     def backend(self) -> str:
         """The backend that runs the backbone (``"auto"`` resolved to the one it chose)."""
         return self._loaded.backend
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._loaded.tokenizer
 
     def _texts(self, texts: object, name: str) -> list[str]:
         return validate_texts(texts, name=name, max_texts=self.max_texts_per_call)

@@ -23,9 +23,9 @@ from .hardware import resolve_device, resolve_dtype
 from .lean_encoder import LeanEncoder
 from .resolve import resolve_model_dir
 
-__all__ = ["LoadedModel", "load_model", "clear_model_cache", "quantize_int8", "TORCH_DTYPES",
-           "IncompleteCheckpointError", "check_loading_info", "quiet_transformers",
-           "forget_model", "runtime_device"]
+__all__ = ["ModelHandle", "LoadedModel", "load_model", "clear_model_cache", "quantize_int8",
+           "TORCH_DTYPES", "IncompleteCheckpointError", "check_loading_info",
+           "quiet_transformers", "forget_model", "runtime_device"]
 
 #: compute dtype name -> torch dtype of the weights (int8 keeps float32 outside quantized Linear)
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
@@ -328,3 +328,25 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         warnings.simplefilter("ignore", UserWarning)
         return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
                                 dtype=torch.qint8)
+
+
+class ModelHandle:
+    """What every model-holding class exposes of its :class:`LoadedModel` (``self._loaded``):
+    device, compute dtype and tokenizer."""
+
+    _loaded: LoadedModel
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model runs on."""
+        return self._loaded.device
+
+    @property
+    def dtype(self) -> str:
+        """The compute dtype (``"float32"``, ``"float16"``, ``"bfloat16"`` or ``"int8"``)."""
+        return self._loaded.dtype
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer."""
+        return self._loaded.tokenizer

@@ -21,7 +21,7 @@ from ..backends.base import BACKENDS, check_backend
 from .engine import Engine, ModelCall
 from .inputs import optional_positive_int, validate_texts
 from .lean_encoder import lean_encoder
-from .loading import LoadedModel, load_model
+from .loading import LoadedModel, ModelHandle, load_model
 from .native import LayerwiseMiniCPMReranker, LightweightGemma2Reranker
 from .native.common import last_positions
 from .rerank_layout import (
@@ -56,7 +56,7 @@ def _model_class(kind: RerankerKind) -> Any:
             RerankerKind.LIGHTWEIGHT: LightweightGemma2Reranker}[kind]
 
 
-class BGEReranker:
+class BGEReranker(ModelHandle):
     """Scores (query, passage) pairs with a BGE reranker; higher means more relevant.
 
     Args:
@@ -159,18 +159,6 @@ class BGEReranker:
         if self.kind in (RerankerKind.LAYERWISE, RerankerKind.LIGHTWEIGHT):
             return list(self._loaded.model.valid_layers)
         return None
-
-    @property
-    def device(self) -> torch.device:
-        return self._loaded.device
-
-    @property
-    def dtype(self) -> str:
-        return self._loaded.dtype
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._loaded.tokenizer
 
     # -- public API ------------------------------------------------------------------------------
     def compute_score(self, pairs: Sequence[tuple[str, str]] | tuple[str, str], *,
