@@ -261,5 +261,5 @@ def test_add_encodes_in_chunks_and_honours_the_per_call_limit(tiny_bert: str,
     with pytest.raises(ValueError, match="11 texts in one call exceed max_texts_per_call=10"):
         index.add([*texts, "one more"])
     assert index.add(texts, ids=[f"d{i}" for i in range(10)]) == [f"d{i}" for i in range(10)]
-    np.testing.assert_allclose(index._state.vectors, limited.encode_documents(texts),
+    np.testing.assert_allclose(index._state.vectors.view, limited.encode_documents(texts),
                                rtol=1e-5, atol=1e-6)

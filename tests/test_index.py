@@ -22,6 +22,7 @@ from helpers import (
 )
 
 from bge_integrations import BGEM3Embedder, HybridIndex
+from bge_integrations.retrieval import doc_rows
 from bge_integrations.retrieval import index as index_module
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster
@@ -147,7 +148,7 @@ def test_delete_get_and_len(m3x: BGEM3Embedder) -> None:
 
 def test_compaction_after_many_deletes_keeps_results(m3x: BGEM3Embedder,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(index_module, "_COMPACT_MIN_DEAD", 1)
+    monkeypatch.setattr(doc_rows, "COMPACT_MIN_DEAD", 1)
     idx = HybridIndex(m3x)
     for _ in range(3):  # each round upserts everything: dead rows pile up and get purged
         idx.add(CORPUS, metadatas=METADATAS, ids=IDS)

@@ -19,8 +19,7 @@ import pytest
 from helpers import CORPUS, QUERIES
 
 from bge_integrations import BGEM3Embedder, Hit, HybridIndex
-from bge_integrations.retrieval import Record
-from bge_integrations.retrieval import index as index_module
+from bge_integrations.retrieval import Record, doc_rows
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster
 
@@ -161,7 +160,7 @@ def replay_serially(m3: BGEM3Embedder, scripts: dict[str, list[Op]]) -> HybridIn
 
 def count_compactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Compact after a handful of dead rows, and count the compactions that happen."""
-    monkeypatch.setattr(index_module, "_COMPACT_MIN_DEAD", 6)
+    monkeypatch.setattr(doc_rows, "COMPACT_MIN_DEAD", 6)
     purged: list[int] = []
     original = HybridIndex._settled
 

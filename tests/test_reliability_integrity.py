@@ -28,7 +28,7 @@ import torch
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder, DenseIndex, HybridIndex
 from bge_integrations.core.m3 import M3Output
-from bge_integrations.retrieval import IndexFileError, persistence, storage
+from bge_integrations.retrieval import IndexFileError, doc_rows, persistence, storage
 from bge_integrations.retrieval import dense as dense_module
 from bge_integrations.retrieval import index as index_module
 from bge_integrations.retrieval.persistence import LOCK_FILE, MANIFEST
@@ -117,8 +117,13 @@ def hybrid_snapshot(index: HybridIndex) -> dict[str, Any]:
 
 def dense_snapshot(index: DenseIndex) -> dict[str, Any]:
     state = index._state
-    return {doc_id: (state.texts[r], json.dumps(state.metadatas[r]), state.vectors[r].tobytes())
-            for r, doc_id in enumerate(state.ids)}
+    out = {}
+    for doc_id, row in state.row_of.items():
+        assert state.alive[row] and state.ids.view[row] == doc_id
+        out[doc_id] = (state.texts.view[row], json.dumps(state.metadatas.view[row]),
+                       state.vectors.view[row].tobytes())
+    assert len(out) == len(index) == int(state.alive.sum())
+    return out
 
 
 def check_every_step(build: Callable[[], Any], op: Callable[[Any], Any],
@@ -180,7 +185,7 @@ def test_interrupt_at_every_step_of_a_hybrid_change(
     during_op = {"rows": (1, 10**9), "colbert-file": (10**9, 0), "none": (10**9, 10**9)}
 
     def build() -> HybridIndex:
-        monkeypatch.setattr(index_module, "_COMPACT_MIN_DEAD", 10**9)
+        monkeypatch.setattr(doc_rows, "COMPACT_MIN_DEAD", 10**9)
         monkeypatch.setattr(storage, "SPILL_SLACK_TOKENS", 10**9)
         index = HybridIndex(m3)
         for _ in range(3):  # 6 live rows, 12 dead ones, 18 rows of vectors in the spill file
@@ -188,7 +193,7 @@ def test_interrupt_at_every_step_of_a_hybrid_change(
                                  metadatas=[{"n": i} for i in range(6)],
                                  ids=[f"d{i}" for i in range(6)])
         rows, slack = during_op[compaction]
-        monkeypatch.setattr(index_module, "_COMPACT_MIN_DEAD", rows)
+        monkeypatch.setattr(doc_rows, "COMPACT_MIN_DEAD", rows)
         monkeypatch.setattr(storage, "SPILL_SLACK_TOKENS", slack)
         return index
 
@@ -704,7 +709,7 @@ def test_random_changes_match_a_plain_dict_model(m3: BGEM3Embedder, encoded: M3O
     every step each document's text, metadata and three vectors are compared with a dict."""
     import random
 
-    monkeypatch.setattr(index_module, "_COMPACT_MIN_DEAD", 2)
+    monkeypatch.setattr(doc_rows, "COMPACT_MIN_DEAD", 2)
     monkeypatch.setattr(storage, "SPILL_SLACK_TOKENS", 0)
     rng = random.Random(16)
     index, model = HybridIndex(m3), {}

@@ -13,6 +13,9 @@ shape, the same :class:`~.contract.Hit` results, the same input validation
   ``delete`` build the next state aside and publish it with one assignment, so a search (or
   a save) reads one whole state without waiting, and an error or an interrupt anywhere in a
   call leaves the index as it was.
+* Growth: rows are appended into buffers shared between states (:mod:`.doc_rows`), so an
+  ``add`` costs O(batch) amortised however large the index is; replaced and deleted rows are
+  purged once they outnumber the live ones.
 
 Example:
     >>> from bge_integrations import BGEEmbedder, DenseIndex
@@ -23,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -45,6 +48,7 @@ from .contract import (
     single_query,
     validate_ids,
 )
+from .doc_rows import DocRows
 from .filters import filter_mask
 from .fusion import RetrievalMode, coerce_mode, top_k
 from .identity import check_dense_model, dense_fingerprint, dense_options, saved_source
@@ -62,6 +66,7 @@ from .persistence import (
     write_docs,
 )
 from .rerank_step import search_reranked
+from .storage import Rows
 from .vectors import check_dense
 
 __all__ = ["DenseIndex", "VECTORS_FILE"]
@@ -78,28 +83,21 @@ VECTORS_FILE = FILES["dense"]
 
 
 @dataclass(frozen=True)
-class _State:
-    """Documents and vectors, aligned by row; never edited once published."""
+class _State(DocRows):
+    """Documents and their vectors, aligned by row; never edited once published."""
 
-    ids: tuple[str, ...]
-    texts: tuple[str, ...]
-    metadatas: tuple[dict[str, Any], ...]
-    vectors: np.ndarray
-    row_of: dict[str, int]
+    vectors: Rows
 
     @classmethod
-    def of(cls, ids: Sequence[str], texts: Sequence[str],
-           metadatas: Sequence[dict[str, Any]], vectors: np.ndarray) -> _State:
-        return cls(tuple(ids), tuple(texts), tuple(metadatas), vectors,
-                   {doc_id: i for i, doc_id in enumerate(ids)})
+    def empty(cls, dim: int) -> _State:
+        return cls(**DocRows.empty_fields(), vectors=Rows((dim,), np.float32))
 
-    def without(self, ids: Sequence[str]) -> _State:
-        drop = set(ids)
-        keep = [r for r, doc_id in enumerate(self.ids) if doc_id not in drop]
-        if len(keep) == len(self.ids):
+    def settled(self) -> _State:
+        """This state, or (once dead rows outnumber live ones) its live rows only."""
+        if not self.needs_compaction:
             return self
-        return _State.of([self.ids[r] for r in keep], [self.texts[r] for r in keep],
-                         [self.metadatas[r] for r in keep], self.vectors[keep])
+        keep = self.live_rows()
+        return _State(**self.compacted_fields(keep), vectors=self.vectors.taken(keep))
 
 
 class DenseIndex(NotPicklable):
@@ -130,10 +128,10 @@ class DenseIndex(NotPicklable):
         self._embedder = embedder
         self._dim = int(embedder.dim)
         self._writer = threading.Lock()
-        self._state = _State.of([], [], [], np.zeros((0, self._dim), dtype=np.float32))
+        self._state = _State.empty(self._dim)
 
     def __len__(self) -> int:
-        return len(self._state.ids)
+        return len(self._state.row_of)
 
     @property
     def embedder(self) -> DenseEncoder:
@@ -199,18 +197,20 @@ class DenseIndex(NotPicklable):
 
     def _publish(self, batch: DocBatch, vectors: np.ndarray) -> None:
         with self._writer:
-            kept = self._state.without(batch.ids)
-            self._state = _State.of([*kept.ids, *batch.ids], [*kept.texts, *batch.texts],
-                                    [*kept.metadatas, *batch.metadatas],
-                                    np.concatenate([kept.vectors, vectors]))
+            state = self._state
+            self._state = _State(**state.appended_fields(batch),
+                                 vectors=state.vectors.appended(vectors)).settled()
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id; unknown ids are ignored. Returns how many were removed."""
         id_list = validate_ids(ids)
         with self._writer:
             state = self._state
-            self._state = state.without(id_list)
-            return len(state.ids) - len(self._state.ids)
+            fields = state.deleted_fields(id_list)
+            if fields is None:
+                return 0
+            self._state = dataclasses.replace(state, **fields).settled()
+        return len(state.row_of) - len(fields["row_of"])
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, ids: Sequence[str]) -> list[Record]:
@@ -222,8 +222,7 @@ class DenseIndex(NotPicklable):
         """
         id_list = validate_ids(ids)
         state = self._state
-        return [Record(i, state.texts[r], copy.deepcopy(state.metadatas[r]))
-                for i in id_list if (r := state.row_of.get(i)) is not None]
+        return [state.record(state.row_of[i]) for i in id_list if i in state.row_of]
 
     def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
                mode: str | RetrievalMode = RetrievalMode.DENSE,
@@ -264,21 +263,25 @@ class DenseIndex(NotPicklable):
             return []
         encoded = self._embedder.encode_queries(req.queries)
         state = self._state
-        allowed = np.flatnonzero(filter_mask(req.filter, state.metadatas))
+        mask = state.alive
+        if req.filter is not None:
+            mask = mask & filter_mask(req.filter, state.metadatas.view)
+        allowed = np.flatnonzero(mask)
         if not allowed.size:
             return [[] for _ in req.queries]
-        vectors = state.vectors if req.filter is None else state.vectors[allowed]
+        every_row = len(allowed) == len(state.ids)
         results: list[list[Hit]] = []
         for lo in range(0, len(encoded), _QUERY_BLOCK):
-            for scores in encoded[lo:lo + _QUERY_BLOCK] @ vectors.T:
+            block = encoded[lo:lo + _QUERY_BLOCK] @ state.vectors.view.T
+            for scores in (block if every_row else block[:, allowed]):
                 results.append([self._hit(state, int(allowed[j]), float(scores[j]))
                                 for j in top_k(scores, req.k).tolist()])
         return results
 
     @staticmethod
     def _hit(state: _State, row: int, score: float) -> Hit:
-        return Hit(state.ids[row], state.texts[row], copy.deepcopy(state.metadatas[row]), score,
-                   {"dense": score})
+        record = state.record(row)
+        return Hit(record.id, record.text, record.metadata, score, {"dense": score})
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike[str]) -> None:
@@ -298,9 +301,11 @@ class DenseIndex(NotPicklable):
 
     @staticmethod
     def _write(folder: Path, state: _State, fingerprint: dict[str, Any]) -> dict[str, Any]:
-        write_docs(folder, state.ids, state.texts, state.metadatas)
-        write_array(folder / VECTORS_FILE, state.vectors)
-        return {"model": fingerprint, "count": len(state.ids)}
+        rows = state.live_rows()
+        write_docs(folder, state.ids.view[rows].tolist(), state.texts.view[rows].tolist(),
+                   state.metadatas.view[rows].tolist())
+        write_array(folder / VECTORS_FILE, state.vectors.view[rows])
+        return {"model": fingerprint, "count": len(rows)}
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], embedder: DenseEncoder | None = None, *,
@@ -346,4 +351,5 @@ class DenseIndex(NotPicklable):
         if not np.all(np.isfinite(vectors)):
             msg = f"{VECTORS_FILE} holds NaN or inf."
             raise ValueError(msg)
-        return _State.of(batch.ids, batch.texts, batch.metadatas, vectors)
+        return _State(**DocRows.loaded_fields(batch.ids, batch.texts, batch.metadatas),
+                      vectors=Rows.of(vectors))

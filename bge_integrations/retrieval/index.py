@@ -30,7 +30,6 @@ published when it started, without waiting, and sees each change completely or n
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 import threading
@@ -52,6 +51,7 @@ from .contract import (
     require_m3,
     validate_ids,
 )
+from .doc_rows import DocRows
 from .filters import FilterNode, filter_mask
 from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
 from .identity import check_model, model_fingerprint, saved_source
@@ -69,7 +69,7 @@ from .persistence import (
     write_array,
     write_docs,
 )
-from .storage import COLBERT_DTYPES, ColbertRows, Rows, SparseRows, object_rows
+from .storage import COLBERT_DTYPES, ColbertRows, Rows, SparseRows
 from .vectors import EncodedDocs
 
 __all__ = ["HybridIndex"]
@@ -78,8 +78,6 @@ __all__ = ["HybridIndex"]
 _ENCODE_CHUNK = 256
 #: queries scored together in ``search_many``
 _QUERY_BLOCK = 64
-#: deleted rows are purged once there are at least this many and more than live rows
-_COMPACT_MIN_DEAD = 1024
 #: filter masks remembered between searches (a retriever usually repeats its filter)
 _MASK_CACHE = 32
 #: the largest ``candidates`` and ``rrf_k`` accepted
@@ -98,18 +96,9 @@ def _positive_int(value: object, name: str, limit: int) -> int:
 
 
 @dataclass(frozen=True)
-class _State:
-    """One version of every store, aligned by row; published whole, never edited after.
+class _State(DocRows):
+    """One version of every store, aligned by row; published whole, never edited after."""
 
-    ``alive`` and ``row_of`` are private to the state; the :class:`~.storage.Rows` buffers
-    are shared with earlier states but only past their ends.
-    """
-
-    ids: Rows
-    texts: Rows
-    metadatas: Rows
-    row_of: dict[str, int]
-    alive: np.ndarray
     dense: Rows
     sparse: SparseRows
     colbert: ColbertRows | None
@@ -118,13 +107,8 @@ class _State:
 
     @classmethod
     def empty(cls, dim: int, vocab_size: int, colbert: ColbertRows | None) -> _State:
-        return cls(Rows((), object), Rows((), object), Rows((), object), {},
-                   np.zeros(0, dtype=bool), Rows((dim,), np.float32), SparseRows(vocab_size),
-                   colbert)
-
-    def record(self, row: int) -> Record:
-        return Record(self.ids.view[row], self.texts.view[row],
-                      copy.deepcopy(self.metadatas.view[row]))
+        return cls(**DocRows.empty_fields(), dense=Rows((dim,), np.float32),
+                   sparse=SparseRows(vocab_size), colbert=colbert)
 
 
 class HybridIndex(M3Index):
@@ -264,17 +248,9 @@ class HybridIndex(M3Index):
     def _added(self, state: _State, batch: DocBatch, dense: np.ndarray, sparse: sp.csr_matrix,
                colbert: ColbertRows | None) -> _State:
         """``state`` with the batch appended and the rows it replaces marked dead."""
-        first = len(state.ids)
-        row_of = dict(state.row_of)
-        replaced = [row_of[i] for i in batch.ids if i in row_of]
-        row_of.update((doc_id, first + i) for i, doc_id in enumerate(batch.ids))
-        alive = np.concatenate([state.alive, np.ones(len(batch.ids), dtype=bool)])
-        alive[replaced] = False
-        new = _State(state.ids.appended(object_rows(batch.ids)),
-                     state.texts.appended(object_rows(batch.texts)),
-                     state.metadatas.appended(object_rows(batch.metadatas)), row_of, alive,
-                     state.dense.appended(dense), state.sparse.extended(sparse), colbert)
-        return self._settled(new)
+        return self._settled(dataclasses.replace(
+            state, **state.appended_fields(batch), dense=state.dense.appended(dense),
+            sparse=state.sparse.extended(sparse), colbert=colbert, masks={}))
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id; unknown ids are ignored. Returns how many were removed.
@@ -286,28 +262,20 @@ class HybridIndex(M3Index):
         id_list = validate_ids(ids)
         with self._writer:
             state = self._state
-            row_of = dict(state.row_of)
-            rows = [row_of.pop(i) for i in id_list if i in row_of]
-            if not rows:
+            fields = state.deleted_fields(id_list)
+            if fields is None:
                 return 0
-            alive = state.alive.copy()
-            alive[rows] = False
-            self._state = self._settled(dataclasses.replace(state, row_of=row_of, alive=alive,
-                                                            masks=state.masks))
-        return len(rows)
+            self._state = self._settled(dataclasses.replace(state, **fields))
+        return len(state.row_of) - len(fields["row_of"])
 
     def _settled(self, state: _State) -> _State:
         """``state`` with dead rows purged once they outnumber live ones (at least
-        ``_COMPACT_MIN_DEAD``), and the ColBERT spill file rewritten once it is mostly dead."""
-        dead = len(state.ids) - len(state.row_of)
-        if dead >= max(_COMPACT_MIN_DEAD, len(state.row_of) + 1):
-            keep = np.flatnonzero(state.alive)
-            state = _State(state.ids.taken(keep), state.texts.taken(keep),
-                           state.metadatas.taken(keep),
-                           {doc_id: i for i, doc_id in enumerate(state.ids.view[keep].tolist())},
-                           np.ones(len(keep), dtype=bool), state.dense.taken(keep),
-                           SparseRows(self._vocab_size, state.sparse.matrix(keep)),
-                           None if state.colbert is None else state.colbert.taken(keep))
+        ``COMPACT_MIN_DEAD``), and the ColBERT spill file rewritten once it is mostly dead."""
+        if state.needs_compaction:
+            keep = state.live_rows()
+            state = _State(**state.compacted_fields(keep), dense=state.dense.taken(keep),
+                           sparse=SparseRows(self._vocab_size, state.sparse.matrix(keep)),
+                           colbert=None if state.colbert is None else state.colbert.taken(keep))
         if state.colbert is not None:
             colbert = state.colbert.settled(state.alive)
             if colbert is not state.colbert:
@@ -426,7 +394,7 @@ class HybridIndex(M3Index):
         save_directory(directory, lambda folder: self._write(folder, state, fingerprint))
 
     def _write(self, folder: Path, state: _State, fingerprint: dict[str, Any]) -> dict[str, Any]:
-        rows = np.flatnonzero(state.alive)
+        rows = state.live_rows()
         write_docs(folder, state.ids.view[rows].tolist(), state.texts.view[rows].tolist(),
                    state.metadatas.view[rows].tolist())
         write_array(folder / FILES["dense"], state.dense.view[rows])
@@ -523,10 +491,9 @@ class HybridIndex(M3Index):
                        f"of {FILES['colbert']} into {count} rows of at least one token.")
                 raise ValueError(msg)
             colbert = colbert.loaded(vectors, offsets)
-        return _State(Rows.of(object_rows(batch.ids)), Rows.of(object_rows(batch.texts)),
-                      Rows.of(object_rows(batch.metadatas)),
-                      {doc_id: i for i, doc_id in enumerate(batch.ids)},
-                      np.ones(count, dtype=bool), Rows.of(dense),
-                      SparseRows(self._vocab_size,
-                                 sp.csr_matrix((values, indices, indptr),
-                                               shape=(count, self._vocab_size))), colbert)
+        return _State(**DocRows.loaded_fields(batch.ids, batch.texts, batch.metadatas),
+                      dense=Rows.of(dense),
+                      sparse=SparseRows(self._vocab_size,
+                                        sp.csr_matrix((values, indices, indptr),
+                                                      shape=(count, self._vocab_size))),
+                      colbert=colbert)
