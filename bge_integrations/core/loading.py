@@ -312,7 +312,8 @@ def check_loading_info(model: torch.nn.Module, info: dict[str, Any], path: str) 
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantization of every ``nn.Linear`` (CPU), weights quantized per channel.
+    """Dynamic int8 quantization of every ``nn.Linear`` (CPU), weights quantized per channel;
+    ``model`` itself is converted (its float32 Linear weights are freed as they go).
 
     Per-channel weight scales keep quality: on STS-B dev, all-MiniLM-L6-v2 loses 0.10 Spearman
     points (x100) against float32, where per-tensor scales lose 0.45-0.51 (benchmarks/README.md).
@@ -326,8 +327,9 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
+        # in place: a copy would hold the float32 model twice at peak (the caller's is fresh)
         return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig},
-                                dtype=torch.qint8)
+                                dtype=torch.qint8, inplace=True)
 
 
 class ModelHandle:
