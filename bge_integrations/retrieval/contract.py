@@ -9,9 +9,10 @@ Metadata is bounded at the door: at most :data:`MAX_METADATA_DEPTH` levels of ne
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -22,8 +23,9 @@ from ..core.scores import DEFAULT_WEIGHTS, check_weights
 from .filters import FilterNode, parse_filter
 from .fusion import Fusion, RetrievalMode, coerce_fusion, coerce_mode
 
-__all__ = ["NotPicklable", "refuse_pickle", "Hit", "Record", "DocBatch", "SearchRequest",
-           "SearchIndex", "DenseEncoder", "M3Encoder", "validate_ids", "single_query",
+__all__ = ["NotPicklable", "refuse_pickle", "Hit", "Record", "DocBatch", "EmbeddingBatch",
+           "SearchRequest", "SearchIndex", "DenseEncoder", "M3Encoder", "validate_ids",
+           "single_query", "check_batch_size", "live_batches", "require_m3", "require_dense",
            "MAX_ID_LENGTH", "MAX_METADATA_DEPTH", "MAX_METADATA_BYTES"]
 
 #: longest accepted document id, in characters
@@ -66,6 +68,69 @@ class Hit:
     metadata: dict[str, Any]
     score: float
     scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class EmbeddingBatch:
+    """Stored documents with their stored vectors, as ``iter_embeddings`` yields them.
+
+    The fields are what the indexes' ``add_embeddings`` takes, so a batch moves to another
+    index without a model call (:func:`~.transfer.copy_index`).
+
+    Attributes:
+        ids: the document ids.
+        texts: the document texts.
+        metadatas: their JSON metadata (copies: editing them changes no index).
+        dense: float32 ``(n, dim)``.
+        sparse: one ``{token id: weight}`` dict per document (BGE-M3 indexes; ``None`` for a
+            dense index).
+        colbert: one float32 ``(n_tokens, dim)`` array per document (BGE-M3 indexes with
+            ``store_colbert=True``; else ``None``).
+
+    Example:
+        >>> batch = EmbeddingBatch(["a"], ["a text"], [{}], np.ones((1, 4), np.float32))
+        >>> len(batch), batch.sparse is None
+        (1, True)
+    """
+
+    ids: list[str]
+    texts: list[str]
+    metadatas: list[dict[str, Any]]
+    dense: np.ndarray
+    sparse: list[dict[int, float]] | None = None
+    colbert: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def check_batch_size(batch_size: object) -> int:
+    """``batch_size`` if it is a positive int, else a ``ValueError``.
+
+    Example:
+        >>> check_batch_size(256)
+        256
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        msg = f"batch_size must be a positive int, got {batch_size!r:.40}."
+        raise ValueError(msg)
+    return batch_size
+
+
+def live_batches(state: Any, batch_size: int,
+                 vectors: Callable[[np.ndarray], dict[str, Any]]) -> Iterator[EmbeddingBatch]:
+    """The live rows of an in-memory index state, ``batch_size`` at a time, in row order.
+
+    ``state`` has the ``ids``, ``texts`` and ``metadatas`` row buffers and the ``alive``
+    mask of the numpy indexes; ``vectors(rows)`` gives the stored vectors of ``rows`` as
+    :class:`EmbeddingBatch` fields (``dense=...``, ...). Only ``state`` is read, so the
+    batches are one published version of the index whatever changes it meanwhile.
+    """
+    rows = np.flatnonzero(state.alive)
+    for lo in range(0, len(rows), batch_size):
+        part = rows[lo: lo + batch_size]
+        yield EmbeddingBatch(state.ids.view[part].tolist(), state.texts.view[part].tolist(),
+                             copy.deepcopy(state.metadatas.view[part].tolist()), **vectors(part))
 
 
 def validate_ids(ids: object, name: str = "ids") -> list[str]:
@@ -313,9 +378,27 @@ ColBERT heads), got object; for any other model use DenseIndex(BGEEmbedder(...))
     return embedder
 
 
+def require_dense(embedder: object, owner: str) -> DenseEncoder:
+    """``embedder`` if it is a dense (non-M3) embedder, else a ``TypeError`` that says what to use.
+
+    Example:
+        >>> require_dense(object(), "DenseIndex")
+        Traceback (most recent call last):
+        ...
+        TypeError: DenseIndex needs a dense embedder such as BGEEmbedder, got object; for \
+BGEM3Embedder use HybridIndex or QdrantHybridIndex.
+    """
+    if hasattr(embedder, "vocab_size") or not isinstance(embedder, DenseEncoder):
+        msg = (f"{owner} needs a dense embedder such as BGEEmbedder, got "
+               f"{type(embedder).__name__}; for BGEM3Embedder use HybridIndex or "
+               "QdrantHybridIndex.")
+        raise TypeError(msg)
+    return embedder
+
+
 @runtime_checkable
 class SearchIndex(Protocol):
-    """The contract of every index (``HybridIndex``, ``QdrantHybridIndex``, ``DenseIndex``).
+    """The contract of every index (``HybridIndex``, ``DenseIndex`` and their Qdrant backends).
 
     ``modes`` lists the rankings ``search`` accepts as ``mode``; the hybrid indexes take
     ``weights`` and ``fusion`` too. Retrievers and the CLI use only this contract.

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +44,13 @@ import scipy.sparse as sp
 from ..core.scores import DEFAULT_WEIGHTS, colbert_scores, sparse_to_csr
 from .contract import (
     DocBatch,
+    EmbeddingBatch,
     Hit,
     M3Encoder,
     Record,
     SearchRequest,
+    check_batch_size,
+    live_batches,
     require_m3,
     validate_ids,
 )
@@ -70,7 +73,7 @@ from .persistence import (
     write_docs,
 )
 from .storage import COLBERT_DTYPES, ColbertRows, Rows, SparseRows
-from .vectors import EncodedDocs
+from .vectors import EncodedDocs, sparse_dicts
 
 __all__ = ["HybridIndex"]
 
@@ -293,6 +296,26 @@ class HybridIndex(M3Index):
         id_list = validate_ids(ids)
         state = self._state
         return [state.record(state.row_of[i]) for i in id_list if i in state.row_of]
+
+    def iter_embeddings(self, batch_size: int = 256) -> Iterator[EmbeddingBatch]:
+        """Every stored document with its stored vectors, ``batch_size`` at a time; no model call.
+
+        The batches come from the state published when this is called: adds and deletes
+        that run meanwhile do not show in them. ColBERT vectors come back as float32 (from
+        ``colbert_dtype="float16"`` storage too). :func:`~.transfer.copy_index` moves them
+        into another index.
+
+        Example:
+            >>> batch = next(index.iter_embeddings(batch_size=2))  # doctest: +SKIP
+            >>> batch.ids, batch.dense.shape, batch.colbert[0].shape  # doctest: +SKIP
+            (['m3', 'paris'], (2, 1024), (9, 1024))
+        """
+        size = check_batch_size(batch_size)
+        state = self._state
+        sparse = state.sparse.matrix()
+        return live_batches(state, size, lambda rows: {
+            "dense": state.dense.view[rows], "sparse": sparse_dicts(sparse[rows]),
+            "colbert": None if state.colbert is None else state.colbert.gather(rows)})
 
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None,

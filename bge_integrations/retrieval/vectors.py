@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["check_dense", "check_sparse", "check_colbert", "EncodedDocs"]
+__all__ = ["check_dense", "check_sparse", "check_colbert", "sparse_dicts", "EncodedDocs"]
 
 
 def _real_array(value: object, name: str) -> np.ndarray:
@@ -117,6 +117,19 @@ def check_sparse(sparse: object, *, n: int, vocab_size: int, name: str = "sparse
                            shape=(n, vocab_size))
     matrix.sort_indices()
     return matrix
+
+
+def sparse_dicts(matrix: sp.csr_matrix) -> list[dict[int, float]]:
+    """The rows of a CSR matrix as ``{token id: weight}`` dicts, the inverse of
+    :func:`check_sparse` (float32 weights, exactly).
+
+    Example:
+        >>> sparse_dicts(check_sparse([{3: 0.5}, {}], n=2, vocab_size=5))
+        [{3: 0.5}, {}]
+    """
+    ptr, indices, data = matrix.indptr, matrix.indices.tolist(), matrix.data.tolist()
+    return [dict(zip(indices[ptr[i]:ptr[i + 1]], data[ptr[i]:ptr[i + 1]], strict=True))
+            for i in range(matrix.shape[0])]
 
 
 def check_colbert(colbert: object, *, n: int, dim: int, name: str = "colbert"
