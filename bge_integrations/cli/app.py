@@ -11,6 +11,9 @@ Example:
     $ bge-integrations embed notes.txt -o notes.npy --side document
     $ bge-integrations index build docs.jsonl --out my-index --model BAAI/bge-m3
     $ bge-integrations index query my-index "what is hybrid search?" -k 3
+    $ bge-integrations index upload my-index --collection docs --url http://localhost:6333
+    $ bge-integrations index download --collection docs --url http://localhost:6333 \\
+          --model BAAI/bge-m3 --out my-index
     $ bge-integrations demo
 """
 
@@ -21,6 +24,8 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 from transformers.utils import logging as hf_logging
@@ -37,13 +42,14 @@ from ..offline import (
     tiny_kind_for,
     tiny_model,
 )
-from ..retrieval import RetrievalMode
+from ..retrieval import RetrievalMode, SearchIndex, copy_index
+from ..retrieval.qdrant import collection_layout, make_client
 from . import ingest, serve
 from . import rerank as rerank_cli
 from .argtypes import positive_int
 from .demo import DEMO_QUERIES, print_hits, run_demo
 from .eval import add_parser as add_eval_parser
-from .indexes import new_index, open_index, save_index
+from .indexes import new_index, open_index, qdrant_index, save_index
 from .model_table import models_markdown, models_table
 from .textio import (
     InputError,
@@ -76,11 +82,15 @@ def _quiet_transformers() -> None:
 
 
 # -- shared option groups -------------------------------------------------------------------
-def _add_model_options(parser: argparse.ArgumentParser, *, with_model: bool = True) -> None:
+def _add_model_options(parser: argparse.ArgumentParser, *, with_model: bool = True,
+                       required_model: str | None = None) -> None:
+    """The model options; ``required_model`` is the help of a ``--model`` without default."""
     group = parser.add_argument_group("model")
     if with_model:
-        group.add_argument("--model", default=DEFAULT_MODEL,
-                           help=f"hub id or local directory (default: {DEFAULT_MODEL})")
+        group.add_argument("--model", default=None if required_model else DEFAULT_MODEL,
+                           required=bool(required_model),
+                           help=required_model or f"hub id or local directory (default: "
+                                                  f"{DEFAULT_MODEL})")
         group.add_argument("--tiny", action="store_true",
                            help="use a tiny random model of the same family (offline smoke "
                                 "runs: right shapes, meaningless scores)")
@@ -104,6 +114,17 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
                         help="JSONL key / CSV column holding the text (default: text)")
     parser.add_argument("--id-field", default="id",
                         help="JSONL key / CSV column holding the id (default: id)")
+
+
+def _add_qdrant_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Qdrant")
+    group.add_argument("--collection", required=True, help="the Qdrant collection")
+    where = group.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="a Qdrant server, e.g. http://localhost:6333")
+    where.add_argument("--qdrant-path", metavar="DIR",
+                       help="a local Qdrant directory, opened in process (no server)")
+    group.add_argument("--api-key", help=f"the server's API key (default: "
+                                         f"${ingest.QDRANT_API_KEY_ENV})")
 
 
 def _weights(value: str) -> tuple[float, float, float]:
@@ -237,13 +258,68 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_index_query(args: argparse.Namespace) -> int:
-    hybrid_only = {"--mode": args.mode, "--weights": args.weights, "--fusion": args.fusion}
-    filters = _combine_filters(args.filter)
+def _open_saved(args: argparse.Namespace) -> SearchIndex:
+    """The saved index ``args.index`` with its recorded model (or ``--model``)."""
     model = args.model or _recorded_model(args.index)
     if model is None or not looks_local(model):  # a hub id will be resolved: probe the hub
         _offline_if_hub_down()
-    index = open_index(args.index, model=args.model, **_core_options(args))
+    return open_index(args.index, model=args.model, **_core_options(args))
+
+
+def _qdrant_target(args: argparse.Namespace, *, existing: bool) -> dict[str, Any]:
+    """How to reach ``--url`` (with the API key) or ``--qdrant-path`` (which must exist when
+    ``existing``), checked before any model loads."""
+    if args.url is not None:
+        return {"url": args.url,
+                "api_key": args.api_key or os.environ.get(ingest.QDRANT_API_KEY_ENV)}
+    if args.api_key is not None:
+        msg = "--api-key is for a Qdrant server (--url); a --qdrant-path directory has none."
+        raise ValueError(msg)
+    path = Path(args.qdrant_path).expanduser()
+    if existing and not path.is_dir():
+        msg = f"--qdrant-path {args.qdrant_path!r} does not exist."
+        raise FileNotFoundError(msg)
+    return {"path": str(path)}
+
+
+def _cmd_index_upload(args: argparse.Namespace) -> int:
+    target_at = _qdrant_target(args, existing=False)
+    index = _open_saved(args)
+    with closing(make_client(**target_at)) as client:
+        target = qdrant_index(index.embedder, client, args.collection,
+                              store_colbert=getattr(index, "store_colbert", True))
+        count = copy_index(index, target)
+        total = len(target)
+    _note(f"uploaded {count} documents from {args.index} to Qdrant collection "
+          f"{args.collection!r} ({total} there now).")
+    return 0
+
+
+def _cmd_index_download(args: argparse.Namespace) -> int:
+    check_index_dir(args.out)
+    with closing(make_client(**_qdrant_target(args, existing=True))) as client:
+        layout = collection_layout(client, args.collection)
+        if layout is None:
+            msg = (f"Qdrant collection {args.collection!r} does not exist at "
+                   f"{args.url or args.qdrant_path}; create it with `bge-integrations index "
+                   "upload`.")
+            raise ValueError(msg)
+        colbert = "colbert" in layout[0]
+        index = new_index(_model_name(args), pooling=args.pooling,
+                          trust_remote_code=args.trust_remote_code, store_colbert=colbert,
+                          **_core_options(args))
+        source = qdrant_index(index.embedder, client, args.collection, store_colbert=colbert)
+        count = copy_index(source, index)
+    save_index(index, args.out)
+    _note(f"downloaded {count} documents from Qdrant collection {args.collection!r} into "
+          f"{args.out} ({type(index).__name__}).")
+    return 0
+
+
+def _cmd_index_query(args: argparse.Namespace) -> int:
+    hybrid_only = {"--mode": args.mode, "--weights": args.weights, "--fusion": args.fusion}
+    filters = _combine_filters(args.filter)
+    index = _open_saved(args)
     search_options = {"k": args.k, "filter": filters}
     if index.modes != (RetrievalMode.DENSE,):
         search_options.update(
@@ -298,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(embed)
     embed.set_defaults(handler=_cmd_embed)
 
-    index = sub.add_parser("index", help="build or query a saved index")
+    index = sub.add_parser("index", help="build, query, upload or download a saved index")
     index_sub = index.add_subparsers(dest="index_command", required=True, metavar="ACTION")
     build = index_sub.add_parser(
         "build", help="embed a file into an index directory",
@@ -333,6 +409,32 @@ def build_parser() -> argparse.ArgumentParser:
                                        "says (it must be the same model)")
     _add_model_options(query, with_model=False)
     query.set_defaults(handler=_cmd_index_query)
+
+    upload = index_sub.add_parser(
+        "upload", help="copy a saved index into a Qdrant collection",
+        description="Copy a saved index (ids, texts, metadata and every vector) into a Qdrant "
+                    "collection without embedding anything again: a hybrid index into a "
+                    "QdrantHybridIndex collection, a dense index into a QdrantDenseIndex one. "
+                    "The collection is created when missing; documents with an id it holds "
+                    "are replaced.")
+    upload.add_argument("index", help="index directory")
+    _add_qdrant_options(upload)
+    upload.add_argument("--model", help="load the model from here instead of where the index "
+                                        "says (it must be the same model)")
+    _add_model_options(upload, with_model=False)
+    upload.set_defaults(handler=_cmd_index_upload)
+
+    download = index_sub.add_parser(
+        "download", help="copy a Qdrant collection into an index directory",
+        description="Copy a Qdrant collection (from `index upload`, QdrantHybridIndex or "
+                    "QdrantDenseIndex) into an index directory without embedding anything "
+                    "again. A few documents are embedded to check that --model is the model "
+                    "that embedded the collection.")
+    _add_qdrant_options(download)
+    download.add_argument("--out", required=True, help="index directory to write")
+    _add_model_options(download, required_model="hub id or local directory of the model that "
+                                                 "embedded the collection")
+    download.set_defaults(handler=_cmd_index_download)
 
     demo = sub.add_parser(
         "demo", help="index a bundled corpus and answer a few queries",

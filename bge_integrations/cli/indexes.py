@@ -1,4 +1,5 @@
-"""The right index for a model (HybridIndex for BGE-M3, DenseIndex otherwise), saved and reopened.
+"""The right index for a model (HybridIndex for BGE-M3, DenseIndex otherwise), saved and reopened,
+and its Qdrant counterpart (QdrantHybridIndex, QdrantDenseIndex) for ``index upload|download``.
 
 ``index build``, ``index query`` and the demo work on either kind through these helpers and the
 :class:`~bge_integrations.retrieval.SearchIndex` contract. Both kinds record in their manifest
@@ -22,11 +23,19 @@ from typing import Any
 from ..core.embedder import BGEEmbedder
 from ..core.m3 import BGEM3Embedder
 from ..core.m3_heads import is_m3_model
-from ..retrieval import DenseIndex, HybridIndex, IndexFileError, SearchIndex
+from ..retrieval import (
+    DenseIndex,
+    HybridIndex,
+    IndexFileError,
+    M3Encoder,
+    QdrantDenseIndex,
+    QdrantHybridIndex,
+    SearchIndex,
+)
 from ..retrieval.persistence import MANIFEST, load_json, saved_kind
 
 __all__ = ["LEGACY_MODEL_FILE", "embedder_of", "new_index", "save_index",
-           "open_index"]
+           "open_index", "qdrant_index"]
 
 #: written next to a saved HybridIndex by earlier versions: the name or path of its model
 LEGACY_MODEL_FILE = "model.json"
@@ -39,13 +48,14 @@ def embedder_of(index: SearchIndex) -> Any:
 
 
 def new_index(model: str, *, pooling: str | None = None, trust_remote_code: bool = False,
-              **core_options: Any) -> SearchIndex:
+              store_colbert: bool = True, **core_options: Any) -> SearchIndex:
     """An empty index for ``model``: hybrid for BGE-M3 models, dense for every other one.
 
     Args:
         model: hub id or local directory.
         pooling: pooling of a dense model that is not in the registry.
         trust_remote_code: allow the checkpoint's own code.
+        store_colbert: whether a hybrid index keeps ColBERT vectors.
         **core_options: ``device``, ``dtype``, ``batch_size``, ``show_progress``, ...
     """
     if is_m3_model(model):
@@ -53,7 +63,7 @@ def new_index(model: str, *, pooling: str | None = None, trust_remote_code: bool
             msg = f"BGE-M3 models use CLS pooling; pooling={pooling!r} does not apply."
             raise ValueError(msg)
         return HybridIndex(BGEM3Embedder(model, trust_remote_code=trust_remote_code,
-                                         **core_options))
+                                         **core_options), store_colbert=store_colbert)
     return DenseIndex(BGEEmbedder(model, pooling=pooling, trust_remote_code=trust_remote_code,
                                   **core_options))
 
@@ -62,6 +72,21 @@ def save_index(index: DenseIndex | HybridIndex, path: str | os.PathLike[str]) ->
     """Save an embedded index to directory ``path`` (one atomic save, the model's source in
     its manifest) so :func:`open_index` reopens it."""
     index.save(path)
+
+
+def qdrant_index(embedder: Any, client: Any, collection: str, *,
+                 store_colbert: bool = True) -> SearchIndex:
+    """The Qdrant index of ``collection`` for ``embedder``: a ``QdrantHybridIndex`` for a BGE-M3
+    embedder, a ``QdrantDenseIndex`` otherwise (the collection is created when missing).
+
+    Example:
+        >>> from bge_integrations.retrieval.qdrant import make_client
+        >>> remote = qdrant_index(index.embedder, make_client(), "docs")  # doctest: +SKIP
+    """
+    if isinstance(embedder, M3Encoder):
+        return QdrantHybridIndex(embedder, client=client, collection_name=collection,
+                                 store_colbert=store_colbert)
+    return QdrantDenseIndex(embedder, client=client, collection_name=collection)
 
 
 def open_index(path: str | os.PathLike[str], *, model: str | None = None,
