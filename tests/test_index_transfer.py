@@ -195,13 +195,13 @@ def test_a_collection_of_another_model_is_refused_before_any_write(
 
 
 def test_the_dense_model_is_checked_by_dimension_and_embeddings(
-        dense_index: DenseIndex, bert_embedder: BGEEmbedder, tiny_dir: Path,
+        dense_index: DenseIndex, bert_embedder: BGEEmbedder, tmp_path: Path,
         m3x: BGEM3Embedder) -> None:
     target = QdrantDenseIndex(bert_embedder, location=":memory:")
     with pytest.raises(ModelMismatchError, match="holds 384-d vectors.*makes 32-d"):
         copy_index(dense_index, target)
-    other = BGEEmbedder(str(build_tiny_model("bert", tiny_dir / "other-bert", seed=1)),
-                        device="cpu")
+    other = BGEEmbedder(str(build_tiny_model("bert", tmp_path / "bge-small-en-v1.5", seed=1)),
+                        device="cpu")  # the same sizes, other weights
     source = DenseIndex(bert_embedder)
     source.add(CORPUS[:4], ids=IDS[:4])
     with pytest.raises(ModelMismatchError, match="another model"):

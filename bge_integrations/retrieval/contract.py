@@ -9,10 +9,9 @@ Metadata is bounded at the door: at most :data:`MAX_METADATA_DEPTH` levels of ne
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,7 +24,7 @@ from .fusion import Fusion, RetrievalMode, coerce_fusion, coerce_mode
 
 __all__ = ["NotPicklable", "refuse_pickle", "Hit", "Record", "DocBatch", "EmbeddingBatch",
            "SearchRequest", "SearchIndex", "DenseEncoder", "M3Encoder", "validate_ids",
-           "single_query", "check_batch_size", "live_batches", "require_m3", "require_dense",
+           "single_query", "check_batch_size", "require_m3", "require_dense",
            "MAX_ID_LENGTH", "MAX_METADATA_DEPTH", "MAX_METADATA_BYTES"]
 
 #: longest accepted document id, in characters
@@ -115,22 +114,6 @@ def check_batch_size(batch_size: object) -> int:
         msg = f"batch_size must be a positive int, got {batch_size!r:.40}."
         raise ValueError(msg)
     return batch_size
-
-
-def live_batches(state: Any, batch_size: int,
-                 vectors: Callable[[np.ndarray], dict[str, Any]]) -> Iterator[EmbeddingBatch]:
-    """The live rows of an in-memory index state, ``batch_size`` at a time, in row order.
-
-    ``state`` has the ``ids``, ``texts`` and ``metadatas`` row buffers and the ``alive``
-    mask of the numpy indexes; ``vectors(rows)`` gives the stored vectors of ``rows`` as
-    :class:`EmbeddingBatch` fields (``dense=...``, ...). Only ``state`` is read, so the
-    batches are one published version of the index whatever changes it meanwhile.
-    """
-    rows = np.flatnonzero(state.alive)
-    for lo in range(0, len(rows), batch_size):
-        part = rows[lo: lo + batch_size]
-        yield EmbeddingBatch(state.ids.view[part].tolist(), state.texts.view[part].tolist(),
-                             copy.deepcopy(state.metadatas.view[part].tolist()), **vectors(part))
 
 
 def validate_ids(ids: object, name: str = "ids") -> list[str]:

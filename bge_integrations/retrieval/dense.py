@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,20 +37,19 @@ from typing import Any
 import numpy as np
 
 from ..core.embedder import BGEEmbedder
-from ..core.rerank import BGEReranker
 from .contract import (
     DenseEncoder,
     DocBatch,
+    EmbeddingBatch,
     Hit,
-    NotPicklable,
     Record,
-    SearchRequest,
-    single_query,
+    check_batch_size,
     validate_ids,
 )
+from .dense_base import DenseBase
 from .doc_rows import DocRows
 from .filters import filter_mask
-from .fusion import RetrievalMode, coerce_mode, top_k
+from .fusion import RetrievalMode, top_k
 from .identity import check_dense_model, dense_fingerprint, dense_options, saved_source
 from .persistence import (
     FILES,
@@ -65,7 +64,6 @@ from .persistence import (
     write_array,
     write_docs,
 )
-from .rerank_step import search_reranked
 from .storage import Rows
 from .vectors import check_dense
 
@@ -100,7 +98,7 @@ class _State(DocRows):
         return _State(**self.compacted_fields(keep), vectors=self.vectors.taken(keep))
 
 
-class DenseIndex(NotPicklable):
+class DenseIndex(DenseBase):
     """Documents, their embeddings and metadata in memory; exact inner-product search.
 
     Args:
@@ -117,26 +115,13 @@ class DenseIndex(NotPicklable):
         'panda'
     """
 
-    #: the only ranking this index has
-    modes = (RetrievalMode.DENSE,)
-
     def __init__(self, embedder: DenseEncoder) -> None:
-        if hasattr(embedder, "vocab_size") or not isinstance(embedder, DenseEncoder):
-            msg = (f"DenseIndex needs a dense embedder such as BGEEmbedder, got "
-                   f"{type(embedder).__name__}; for BGEM3Embedder use HybridIndex.")
-            raise TypeError(msg)
-        self._embedder = embedder
-        self._dim = int(embedder.dim)
+        self._use_embedder(embedder)
         self._writer = threading.Lock()
         self._state = _State.empty(self._dim)
 
     def __len__(self) -> int:
         return len(self._state.row_of)
-
-    @property
-    def embedder(self) -> DenseEncoder:
-        """The embedder that encodes documents and queries."""
-        return self._embedder
 
     # -- writing -----------------------------------------------------------------------------
     def add(self, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None,
@@ -224,25 +209,20 @@ class DenseIndex(NotPicklable):
         state = self._state
         return [state.record(state.row_of[i]) for i in id_list if i in state.row_of]
 
-    def search(self, query: str, k: int = 10, filter: Mapping[str, Any] | None = None,
-               mode: str | RetrievalMode = RetrievalMode.DENSE,
-               rerank: BGEReranker | None = None, candidates: int = 50) -> list[Hit]:
-        """The ``k`` documents whose vectors have the largest inner product with the query's.
+    def iter_embeddings(self, batch_size: int = 256) -> Iterator[EmbeddingBatch]:
+        """Every stored document with its vector, ``batch_size`` at a time; no model call.
 
-        Args:
-            query: the search text (the model's query instruction is applied).
-            k: how many hits at most.
-            filter: metadata filter, as for ``HybridIndex.search`` (e.g. ``{"lang": "en"}``,
-                ``{"year": {"$gte": 2020}}``); it is applied before the top k are taken.
-            mode: ``"dense"``, the only mode of this index (see :attr:`modes`).
-            rerank: a ``BGEReranker`` that reorders the best ``candidates`` documents.
-            candidates: how many documents the reranker sees.
+        The batches come from the state published when this is called: adds and deletes
+        that run meanwhile do not show in them. :func:`~.transfer.copy_index` moves them into
+        another index.
 
-        Returns:
-            Hits, best first; ``hit.scores`` is ``{"dense": ...}`` (and ``"rerank"``).
+        Example:
+            >>> next(index.iter_embeddings(batch_size=2)).dense.shape  # doctest: +SKIP
+            (2, 384)
         """
-        return search_reranked(query, k, rerank, candidates, lambda n: self.search_many(
-            single_query(query), k=n, filter=filter, mode=mode)[0])
+        size = check_batch_size(batch_size)
+        state = self._state
+        return state.exported(size, lambda rows: {"dense": state.vectors.view[rows]})
 
     def search_many(self, queries: Sequence[str], k: int = 10,
                     filter: Mapping[str, Any] | None = None,
@@ -253,12 +233,7 @@ class DenseIndex(NotPicklable):
             >>> [len(h) for h in index.search_many(["panda", "France"], k=1)]  # doctest: +SKIP
             [1, 1]
         """
-        if coerce_mode(mode) is not RetrievalMode.DENSE:
-            msg = (f"DenseIndex ranks by dense scores only (mode='dense'), got mode={mode!r}; "
-                   "sparse, ColBERT and hybrid search need a BGE-M3 HybridIndex.")
-            raise ValueError(msg)
-        req = SearchRequest.build(queries, k=k, filter=filter, mode=RetrievalMode.DENSE,
-                                  has_colbert=False)
+        req = self._request(queries, k, filter, mode)
         if not req.queries:
             return []
         encoded = self._embedder.encode_queries(req.queries)

@@ -20,13 +20,13 @@ Example:
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .contract import DocBatch, Record
+from .contract import DocBatch, EmbeddingBatch, Record
 from .storage import Rows, object_rows
 
 __all__ = ["DocRows", "COMPACT_MIN_DEAD"]
@@ -109,3 +109,18 @@ class DocRows:
         """The document in ``row`` (its metadata a deep copy)."""
         return Record(self.ids.view[row], self.texts.view[row],
                       copy.deepcopy(self.metadatas.view[row]))
+
+    def exported(self, batch_size: int, vectors: Callable[[np.ndarray], dict[str, Any]]
+                 ) -> Iterator[EmbeddingBatch]:
+        """The live documents, ``batch_size`` at a time in row order, with the stored vectors
+        ``vectors(rows)`` gives as :class:`~.contract.EmbeddingBatch` fields (``dense=...``).
+
+        Only this state is read: the batches are one version of the index, whatever is
+        published meanwhile.
+        """
+        rows = self.live_rows()
+        for lo in range(0, len(rows), batch_size):
+            part = rows[lo: lo + batch_size]
+            yield EmbeddingBatch(self.ids.view[part].tolist(), self.texts.view[part].tolist(),
+                                 copy.deepcopy(self.metadatas.view[part].tolist()),
+                                 **vectors(part))

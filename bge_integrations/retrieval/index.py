@@ -50,7 +50,6 @@ from .contract import (
     Record,
     SearchRequest,
     check_batch_size,
-    live_batches,
     require_m3,
     validate_ids,
 )
@@ -313,7 +312,7 @@ class HybridIndex(M3Index):
         size = check_batch_size(batch_size)
         state = self._state
         sparse = state.sparse.matrix()
-        return live_batches(state, size, lambda rows: {
+        return state.exported(size, lambda rows: {
             "dense": state.dense.view[rows], "sparse": sparse_dicts(sparse[rows]),
             "colbert": None if state.colbert is None else state.colbert.gather(rows)})
 
