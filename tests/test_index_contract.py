@@ -30,7 +30,8 @@ def test_every_index_satisfies_the_contract(m3: BGEM3Embedder,
                                             bert_embedder: BGEEmbedder) -> None:
     qdrant = pytest.importorskip("bge_integrations.retrieval.qdrant")
     indexes = [HybridIndex(m3), HybridIndex(m3, store_colbert=False), DenseIndex(bert_embedder),
-               qdrant.QdrantHybridIndex(m3, location=":memory:")]
+               qdrant.QdrantHybridIndex(m3, location=":memory:"),
+               qdrant.QdrantDenseIndex(bert_embedder, location=":memory:")]
     for index in indexes:
         assert isinstance(index, SearchIndex)
         index.add(TEXTS, ids=IDS)
@@ -42,7 +43,7 @@ def test_every_index_satisfies_the_contract(m3: BGEM3Embedder,
     assert indexes[0].embedder is m3 and indexes[2].embedder is bert_embedder
     assert indexes[0].modes == tuple(RetrievalMode)
     assert RetrievalMode.COLBERT not in indexes[1].modes
-    assert indexes[2].modes == (RetrievalMode.DENSE,)
+    assert indexes[2].modes == indexes[4].modes == (RetrievalMode.DENSE,)
     assert isinstance(m3, M3Encoder) and isinstance(bert_embedder, DenseEncoder)
     assert not isinstance(bert_embedder, M3Encoder)
 
