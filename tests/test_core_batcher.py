@@ -63,7 +63,7 @@ def test_m3_outputs_through_the_batcher(tiny_m3: str, m3) -> None:
 def test_a_long_request_does_not_hold_a_short_one_beyond_a_round(bert_embedder) -> None:
     engine = bert_embedder._engine
     head = bert_embedder._dense_head
-    batcher = Batcher(engine, max_wait_ms=0, round_tokens=64)
+    batcher = Batcher(engine, max_wait_ms=0, round_tokens=64, max_round_tokens=64)
     finished: list[str] = []
     gate = threading.Event()
     real_run = engine.run
@@ -90,6 +90,45 @@ def test_a_long_request_does_not_hold_a_short_one_beyond_a_round(bert_embedder) 
     want = engine.run(long_ids[-1:], head, first_token_only=True)[0]
     assert len(rows) == 40
     np.testing.assert_allclose(rows[-1], want, atol=1e-6)
+
+
+def test_rounds_grow_to_a_quarter_of_a_deep_queue(bert_embedder) -> None:
+    """With 640 tokens queued and round_tokens=64, a round takes a quarter of the queue (up to
+    4 x 64), so the long job runs in fewer, fuller rounds; a short job queued behind it still
+    finishes first, after one round; every row equals the engine's own."""
+    engine = bert_embedder._engine
+    head = bert_embedder._dense_head
+    batcher = Batcher(engine, max_wait_ms=0, round_tokens=64)
+    assert batcher.max_round_tokens == 4 * 64
+    gate = threading.Event()
+    sizes: list[int] = []
+    finished: list[str] = []
+    real_run = engine.run
+
+    def recording_run(ids, head, **kw):
+        gate.wait(5)
+        sizes.append(sum(len(r) for r in ids))
+        return real_run(ids, head, **kw)
+
+    engine.run = recording_run
+    try:
+        long_ids = [[2] + [5 + i] * 14 + [3] for i in range(40)]  # 640 tokens
+        long_job = batcher.submit(long_ids, head, first_token_only=True)
+        long_job.future.add_done_callback(lambda _: finished.append("long"))
+        short_job = batcher.submit([[2, 50, 3]], head, first_token_only=True)
+        short_job.future.add_done_callback(lambda _: finished.append("short"))
+        gate.set()
+        rows = long_job.future.result(10)
+        short_job.future.result(10)
+    finally:
+        del engine.run
+        batcher.close()
+    assert finished == ["short", "long"]
+    # a quarter of the queue, in whole 16-token texts: 643 -> 160; 483 -> 112 + the short
+    # job's 3; 368 -> 80; then round_tokens (64) until the last 32
+    assert sizes == [160, 115, 80, 64, 64, 64, 64, 32], sizes
+    np.testing.assert_allclose(rows, engine.run(long_ids, head, first_token_only=True),
+                               atol=1e-6)
 
 
 def test_cancelled_job_leaves_nothing_queued(bert_embedder) -> None:
@@ -176,3 +215,5 @@ def test_limits_and_errors(bert_embedder) -> None:
         Batcher(bert_embedder._engine, max_wait_ms=-1)
     with pytest.raises(ValueError, match="round_tokens"):
         Batcher(bert_embedder._engine, round_tokens=0)
+    with pytest.raises(ValueError, match="max_round_tokens"):
+        Batcher(bert_embedder._engine, round_tokens=64, max_round_tokens=32)
