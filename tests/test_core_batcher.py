@@ -92,8 +92,8 @@ def test_a_long_request_does_not_hold_a_short_one_beyond_a_round(bert_embedder) 
     np.testing.assert_allclose(rows[-1], want, atol=1e-6)
 
 
-def test_rounds_grow_to_a_quarter_of_a_deep_queue(bert_embedder) -> None:
-    """With 640 tokens queued and round_tokens=64, a round takes a quarter of the queue (up to
+def test_rounds_grow_to_half_of_a_deep_queue(bert_embedder) -> None:
+    """With 640 tokens queued and round_tokens=64, a round takes half of the queue (up to
     4 x 64), so the long job runs in fewer, fuller rounds; a short job queued behind it still
     finishes first, after one round; every row equals the engine's own."""
     engine = bert_embedder._engine
@@ -124,9 +124,9 @@ def test_rounds_grow_to_a_quarter_of_a_deep_queue(bert_embedder) -> None:
         del engine.run
         batcher.close()
     assert finished == ["short", "long"]
-    # a quarter of the queue, in whole 16-token texts: 643 -> 160; 483 -> 112 + the short
-    # job's 3; 368 -> 80; then round_tokens (64) until the last 32
-    assert sizes == [160, 115, 80, 64, 64, 64, 64, 32], sizes
+    # half of the queue, in whole 16-token texts, at most 4 x 64: 643 -> 256; 387 -> 176 + the
+    # short job's 3; 208 -> 96; 112 -> 64; the last 48
+    assert sizes == [256, 179, 96, 64, 48], sizes
     np.testing.assert_allclose(rows, engine.run(long_ids, head, first_token_only=True),
                                atol=1e-6)
 
