@@ -59,6 +59,7 @@ class Engine:
         batch_size: most texts in one forward pass.
         max_batch_tokens: most padded tokens in one forward pass (None: a default per device).
         show_progress: show a tqdm bar.
+        progress_label: what the bar says it is doing (``"Embedding"``, ``"Reranking"``).
         max_tokens_per_call: reject a call holding more tokens than this (``None``: no limit).
         num_workers: on a single CPU device, batches run side by side, each on its share of
             torch's threads (``None``: 2 when torch has 2 or more threads, otherwise 1). A
@@ -72,7 +73,8 @@ class Engine:
                  batch_size: int = 256,
                  max_batch_tokens: int | None = None, show_progress: bool = False,
                  max_tokens_per_call: int | None = None,
-                 num_workers: int | None = None, padding_side: str = "right") -> None:
+                 num_workers: int | None = None, padding_side: str = "right",
+                 progress_label: str = "Embedding") -> None:
         if padding_side not in ("left", "right"):
             msg = f"padding_side must be 'left' or 'right', got {padding_side!r}."
             raise ValueError(msg)
@@ -90,6 +92,7 @@ class Engine:
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self.show_progress = show_progress
+        self.progress_label = progress_label
         self.max_tokens_per_call = max_tokens_per_call
         tok = loaded.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -183,7 +186,7 @@ class Engine:
         cpu_threads = max(1, torch.get_num_threads() // cpu_workers) if (
             len(replicas) > 1 and cpu_workers) else None
         lock = threading.Lock()
-        with tqdm(total=n, disable=not self.show_progress, desc="Embedding",
+        with tqdm(total=n, disable=not self.show_progress, desc=self.progress_label,
                   unit="text") as bar:
 
             def forward(replica: LoadedModel, positions: np.ndarray) -> Sequence[T]:

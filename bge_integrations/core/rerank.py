@@ -138,7 +138,8 @@ class BGEReranker(ModelHandle):
                               max_batch_tokens=max_batch_tokens, show_progress=show_progress,
                               num_workers=num_workers,
                               padding_side=getattr(self._loaded.tokenizer, "padding_side",
-                                                   "right") or "right")
+                                                   "right") or "right",
+                              progress_label="Reranking")
         self._check_model()
         self.cutoff_layers = self._layers(cutoff_layers if cutoff_layers is not None
                                           else spec.cutoff_layers)
