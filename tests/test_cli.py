@@ -138,6 +138,8 @@ def test_malformed_input_is_one_error_line(capsys: pytest.CaptureFixture[str], t
     (["embed", str(CORPUS), "-o", "no/such/dir/out.npy"], "does not exist"),
     (["embed", str(CORPUS), "-o", "out.npy", "--model", "acme/not-a-model"],
      "Unknown model 'acme/not-a-model'"),
+    (["embed", str(CORPUS), "-o", "out.npy", "--model", "acme/not-a-model"],
+     "pass --pooling (cls, mean or last_token)"),
     (["embed", str(CORPUS), "-o", "out.npy", "--model", "acme/not-a-model", "--pooling", "mean"],
      "Could not find model 'acme/not-a-model'. Tried:"),
     (["embed", str(CORPUS), "-o", "out.npy", "--model", "./no/such/model"],

