@@ -7,6 +7,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -115,6 +116,32 @@ def _graph_of(cache: Path, model_dir: str, **parts: str) -> Path:
     (found,) = [d for d in _graph_dirs(cache) if d.name.startswith(Path(model_dir).name + "-")
                 and parts.items() <= json.loads((d / "manifest.json").read_text())["parts"].items()]
     return found
+
+
+def _onnx_graph(graph_dir: Path) -> Any:
+    import onnx
+
+    return onnx.load(str(graph_dir / "model.onnx"), load_external_data=False)
+
+
+def test_attention_is_one_node_per_layer(graph_cache: Path, tiny_bert: str, tiny_icl: str
+                                         ) -> None:
+    """Encoders export at opset 23, attention as ONNX ``Attention`` nodes (one fused kernel in
+    ONNX Runtime, ``ScaledDotProductAttention`` in OpenVINO); rotary decoders fall back to
+    opset 18, whose graph ONNX Runtime runs (the parity tests above check both)."""
+    from bge_integrations.backends.export import ROTARY_OPSET
+
+    BGEEmbedder(tiny_bert, device="cpu", backend="onnx")
+    BGEEmbedder(tiny_bert, device="cpu", backend="openvino")
+    encoder = _onnx_graph(_graph_of(graph_cache, tiny_bert, stage="export"))
+    ops = {node.op_type for node in encoder.graph.node}
+    assert "Attention" in ops and "Softmax" not in ops
+    ir = _graph_of(graph_cache, tiny_bert, backend="openvino", dtype="float32")
+    assert 'type="ScaledDotProductAttention"' in (ir / "model.xml").read_text()
+    BGEEmbedder(tiny_icl, device="cpu", backend="onnx")
+    decoder = _onnx_graph(_graph_of(graph_cache, tiny_icl, stage="export"))
+    assert {o.domain: o.version for o in decoder.opset_import}[""] == ROTARY_OPSET
+    assert "RotaryEmbedding" not in {node.op_type for node in decoder.graph.node}
 
 
 def test_damaged_cached_graph_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

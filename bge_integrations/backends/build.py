@@ -14,6 +14,7 @@ from .base import RUNTIME_BACKENDS, Backbone, import_runtime
 from .export import (
     ONNX_FILE,
     OPENVINO_FILE,
+    OPSET,
     export_onnx,
     optimize_onnx,
     quantize_onnx_int8,
@@ -50,13 +51,13 @@ def graph_parts(backend: str, dtype: str, model_dir: str, *, optimize: bool) -> 
     runtime = "onnxruntime" if backend == "onnx" else "openvino"
     return {"checkpoint": checkpoint_fingerprint(model_dir), "backend": backend,
             "dtype": dtype, "optimize": optimize, "runtime": _version(runtime),
-            "onnx": _version("onnx"), "torch": torch.__version__,
+            "onnx": _version("onnx"), "opset": OPSET, "torch": torch.__version__,
             "transformers": _version("transformers")}
 
 
 def export_parts(parts: dict[str, Any]) -> dict[str, Any]:
     """The cache key of the plain float32 export the runtime graphs are built from."""
-    return {"stage": "export", **{k: parts[k] for k in ("checkpoint", "onnx", "torch",
+    return {"stage": "export", **{k: parts[k] for k in ("checkpoint", "onnx", "opset", "torch",
                                                           "transformers")}}
 
 

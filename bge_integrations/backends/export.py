@@ -4,7 +4,10 @@ The graph has two inputs, ``input_ids`` and ``attention_mask`` (int64, dynamic b
 sequence axes), and one output, ``last_hidden_state``: pooling and heads stay ours. torch's
 ``torch.export``-based exporter traces the model's mask logic symbolically, so padded rows come
 out as in eager mode (the TorchScript tracer freezes transformers' mask branches to the
-example's shape).
+example's shape). At ONNX opset 23 it writes each layer's scaled-dot-product attention as one
+ONNX ``Attention`` node: ONNX Runtime runs it as one kernel and OpenVINO reads it as its
+``ScaledDotProductAttention`` (at opset 18 it was a dozen MatMul/Softmax/Where nodes that
+neither runtime's fusions recognised).
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ import torch
 from .base import BackendExportError
 
 __all__ = ["export_onnx", "optimize_onnx", "quantize_onnx_int8", "to_openvino_ir",
-           "ONNX_FILE", "OPENVINO_FILE"]
+           "ONNX_FILE", "OPENVINO_FILE", "OPSET"]
 
 ONNX_FILE = "model.onnx"
 OPENVINO_FILE = "model.xml"
-_OPSET = 18
+#: ONNX opset of the export (23: attention as one ``Attention`` node)
+OPSET = 23
+#: the opset of models with rotary position embeddings (see :func:`export_onnx`)
+ROTARY_OPSET = 18
 
 
 class _LastHiddenState(torch.nn.Module):
@@ -64,8 +70,17 @@ def _fail(model_name: str, what: str, exc: BaseException) -> BackendExportError:
 
 def export_onnx(model: torch.nn.Module, out_dir: Path, model_name: str) -> Path:
     """Export ``model``'s last hidden state to ``out_dir/model.onnx`` (float32, weights in
-    ``model.onnx.data``)."""
+    ``model.onnx.data``), at :data:`OPSET`; at :data:`ROTARY_OPSET` for models with rotary
+    position embeddings (ONNX Runtime's ``RotaryEmbedding``-23 kernel rejects the caches the
+    exporter writes for them)."""
     model = model.float().eval()
+    out = _export(model, out_dir, model_name, OPSET)
+    if _has_op(out, "RotaryEmbedding"):
+        out = _export(model, out_dir, model_name, ROTARY_OPSET)
+    return out
+
+
+def _export(model: torch.nn.Module, out_dir: Path, model_name: str, opset: int) -> Path:
     ids = torch.tensor([[1, 5, 6, 7, 8, 2], [1, 9, 2, 0, 0, 0]], dtype=torch.long)
     mask = (torch.arange(6)[None] < torch.tensor([[6], [3]])).long()
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
@@ -73,7 +88,7 @@ def export_onnx(model: torch.nn.Module, out_dir: Path, model_name: str) -> Path:
     try:
         with _quiet(), torch.inference_mode(False), torch.no_grad():
             program = torch.onnx.export(
-                _LastHiddenState(model), (ids, mask), dynamo=True, opset_version=_OPSET,
+                _LastHiddenState(model), (ids, mask), dynamo=True, opset_version=opset,
                 input_names=["input_ids", "attention_mask"],
                 output_names=["last_hidden_state"],
                 dynamic_shapes={"input_ids": {0: batch, 1: sequence},
@@ -83,6 +98,13 @@ def export_onnx(model: torch.nn.Module, out_dir: Path, model_name: str) -> Path:
     except Exception as exc:  # noqa: BLE001 - every exporter failure gets the same advice
         raise _fail(model_name, "export to ONNX", exc) from exc
     return out
+
+
+def _has_op(path: Path, op_type: str) -> bool:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(node.op_type == op_type for node in graph.node)
 
 
 def optimize_onnx(src: Path, dst: Path, config: object, model_name: str) -> Path:
