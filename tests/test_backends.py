@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -142,6 +143,27 @@ def test_attention_is_one_node_per_layer(graph_cache: Path, tiny_bert: str, tiny
     decoder = _onnx_graph(_graph_of(graph_cache, tiny_icl, stage="export"))
     assert {o.domain: o.version for o in decoder.opset_import}[""] == ROTARY_OPSET
     assert "RotaryEmbedding" not in {node.op_type for node in decoder.graph.node}
+
+
+def test_exports_ignore_files_in_the_working_directory(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       tiny_bert: str,
+                                                       bert_embedder: BGEEmbedder) -> None:
+    """onnx refuses to write external data whose file name exists in the current directory;
+    a user's own ``model.onnx.data`` (or any name an export step uses) must not matter."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    for name in ("model.onnx", "model.onnx.data", "fused.onnx.data", "model.xml", "model.bin"):
+        (work / name).write_bytes(b"user file")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("BGE_INTEGRATIONS_CACHE", str(tmp_path / "cache"))
+    clear_model_cache()
+    want = bert_embedder.encode(TEXTS)
+    for backend in RUNTIMES:
+        for dtype in ("float32", "int8"):
+            got = BGEEmbedder(tiny_bert, device="cpu", backend=backend, dtype=dtype).encode(TEXTS)
+            assert np.min(np.sum(got * want, axis=1)) > 0.99
+    assert all((work / n).read_bytes() == b"user file" for n in os.listdir(work))
 
 
 def test_damaged_cached_graph_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -18,6 +18,7 @@ from .export import (
     export_onnx,
     optimize_onnx,
     quantize_onnx_int8,
+    resave_onnx,
     to_openvino_ir,
 )
 from .graph_cache import cached_graph, checkpoint_fingerprint
@@ -94,7 +95,7 @@ def build_runtime_backbone(backend: str, dtype: str, model_name: str, model_dir:
             if parts["optimize"]:
                 optimize_onnx(raw, fused, config, model_name)
             else:
-                _resave(raw, fused)
+                resave_onnx(raw, fused)
             if dtype == "int8":
                 quantize_onnx_int8(fused, final, model_name)
 
@@ -103,12 +104,3 @@ def build_runtime_backbone(backend: str, dtype: str, model_name: str, model_dir:
     if backend == "onnx":
         return OnnxBackbone(graph / ONNX_FILE, threads=threads)
     return OpenVinoBackbone(graph / OPENVINO_FILE, threads=threads, streams=streams)
-
-
-def _resave(src: Path, dst: Path) -> None:
-    """Save ``src`` as ``dst`` with its weights in one ``<dst>.data`` file."""
-    import onnx
-
-    model = onnx.load(str(src), load_external_data=True)
-    onnx.save_model(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=dst.name + ".data")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,7 @@ import torch
 from .base import BackendExportError
 
 __all__ = ["export_onnx", "optimize_onnx", "quantize_onnx_int8", "to_openvino_ir",
-           "ONNX_FILE", "OPENVINO_FILE", "OPSET"]
+           "resave_onnx", "ONNX_FILE", "OPENVINO_FILE", "OPSET"]
 
 ONNX_FILE = "model.onnx"
 OPENVINO_FILE = "model.xml"
@@ -66,6 +68,20 @@ def _fail(model_name: str, what: str, exc: BaseException) -> BackendExportError:
            f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}). "
            "Use backend='torch' for this model.")
     return BackendExportError(msg)
+
+
+@contextlib.contextmanager
+def _written_as(dst: Path) -> Iterator[Path]:
+    """A fresh name next to ``dst`` to write an ONNX file with external data to; renamed to
+    ``dst`` afterwards (its weights keep the fresh ``.data`` name the graph refers to).
+
+    onnx 1.23 refuses to write external data whose *file name* exists in the process's
+    working directory (``os.path.exists(location)`` on the bare name), so a user's
+    ``model.onnx.data`` in the current directory would break every export with fixed names.
+    """
+    private = dst.with_name(f"graph-{uuid.uuid4().hex}.onnx")
+    yield private
+    os.replace(private, dst)
 
 
 def export_onnx(model: torch.nn.Module, out_dir: Path, model_name: str) -> Path:
@@ -125,8 +141,9 @@ def optimize_onnx(src: Path, dst: Path, config: object, model_name: str) -> Path
                 num_heads=int(getattr(config, "num_attention_heads", 0)),
                 hidden_size=int(getattr(config, "hidden_size", 0)),
                 optimization_options=options, opt_level=1)
-            optimized.save_model_to_file(str(dst), use_external_data_format=True,
-                                         all_tensors_to_one_file=True)
+            with _written_as(dst) as private:
+                optimized.save_model_to_file(str(private), use_external_data_format=True,
+                                             all_tensors_to_one_file=True)
     except Exception as exc:  # noqa: BLE001
         raise _fail(model_name, "optimise the ONNX graph of", exc) from exc
     return dst
@@ -139,8 +156,10 @@ def quantize_onnx_int8(src: Path, dst: Path, model_name: str) -> Path:
 
     try:
         with _quiet():
-            quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=["MatMul"], use_external_data_format=True)
+            with _written_as(dst) as private:
+                quantize_dynamic(str(src), str(private), per_channel=True,
+                                 weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                                 use_external_data_format=True)
     except Exception as exc:  # noqa: BLE001
         raise _fail(model_name, "quantize to int8", exc) from exc
     return dst
@@ -163,3 +182,14 @@ def to_openvino_ir(src: Path, out_dir: Path, model_name: str, *, int8: bool) -> 
     except Exception as exc:  # noqa: BLE001
         raise _fail(model_name, "convert to OpenVINO", exc) from exc
     return out
+
+
+def resave_onnx(src: Path, dst: Path) -> Path:
+    """``src`` saved as ``dst``, with its weights in one external data file next to it."""
+    import onnx
+
+    model = onnx.load(str(src), load_external_data=True)
+    with _written_as(dst) as private:
+        onnx.save_model(model, str(private), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=private.name + ".data")
+    return dst
