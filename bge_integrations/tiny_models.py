@@ -329,15 +329,3 @@ def build_tiny_reranker(kind: str, path: str | Path, *, hidden_size: int = 32, l
     tokenizer.save_pretrained(out)
     _portable_tokenizer(out)
     return out
-
-
-def _portable_tokenizer(out: Path) -> None:
-    """transformers 5 names the tokenizer class ``TokenizersBackend``, which 4.x lacks; both
-    load the same tokenizer.json as ``PreTrainedTokenizerFast`` (so FlagEmbedding's venv can)."""
-    import json
-
-    cfg_path = out / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    if cfg.get("tokenizer_class") == "TokenizersBackend":
-        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-        cfg_path.write_text(json.dumps(cfg, indent=2))

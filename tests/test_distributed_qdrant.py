@@ -182,7 +182,7 @@ def test_refuses_another_model_or_size_before_writing(ray_cluster, tiny_m3: str,
     models = qdrant_client.models
     client.create_collection("small", vectors_config={
         "dense": models.VectorParams(size=8, distance=models.Distance.DOT)})
-    with pytest.raises(ValueError, match="holds 8-d 'dense' vectors, the model makes 32-d"):
+    with pytest.raises(ValueError, match="this index needs a 32-d 'dense' vector"):
         write_qdrant(blocks(ray_cluster, bert_table), "small", model=tiny_bert, client=client)
     assert client.count("small", exact=True).count == 0
 

@@ -1,12 +1,12 @@
 """write_qdrant: upsert an embedded Ray Dataset into a Qdrant collection, idempotently.
 
 The collection has :class:`~bge_integrations.retrieval.QdrantHybridIndex`'s layout (named
-vectors ``dense``, ``sparse`` and, when the dataset has a ``colbert`` column, ``colbert``; a
-dense model's collection has ``dense`` only), so a ``QdrantHybridIndex`` on the same
-collection searches what was written. Each point's id is ``uuid5`` of the row's id column
-(:func:`~bge_integrations.retrieval.qdrant.point_id`) and its payload is ``{"id", "text",
-"metadata"}``: a retried block, or a whole rerun after an interruption, rewrites the same
-points, so the collection ends up the same.
+vectors ``dense``, ``sparse`` and, when the dataset has a ``colbert`` column, ``colbert``) or,
+for a dense model, :class:`~bge_integrations.retrieval.QdrantDenseIndex`'s (``dense`` only), so
+that index on the same collection searches what was written. Each point's id is ``uuid5`` of
+the row's id column (:func:`~bge_integrations.retrieval.qdrant.point_id`) and its payload is
+``{"id", "text", "metadata"}``: a retried block, or a whole rerun after an interruption,
+rewrites the same points, so the collection ends up the same.
 
 Before any point is written the collection is checked: its vector size must be the model's,
 and the model fingerprint stored in the collection's metadata (name, dimension, a probe
@@ -32,7 +32,7 @@ from ..retrieval.identity import (
     dense_fingerprint,
     model_fingerprint,
 )
-from ..retrieval.qdrant import QdrantHybridIndex, point_id
+from ..retrieval.qdrant import QdrantDenseIndex, QdrantHybridIndex, point_id
 from ..retrieval.vectors import EncodedDocs, check_dense
 from . import columns as C
 from ._ray import require_ray
@@ -164,7 +164,6 @@ def prepare_collection(client: Any, collection: str, embedder: Any, *, m3: bool,
         ModelMismatchError: the stored fingerprint is another model's (a ``ValueError``).
         ValueError: the collection's vectors have another size or layout.
     """
-    m = _models()
     exists = client.collection_exists(collection)
     stored = (client.get_collection(collection).config.metadata or {}).get(
         FINGERPRINT_KEY) if exists else None
@@ -174,20 +173,11 @@ def prepare_collection(client: Any, collection: str, embedder: Any, *, m3: bool,
         except ValueError as exc:
             msg = f"Qdrant collection {collection!r} was written by another model: {exc}"
             raise type(exc)(msg) from None
-    if m3:
+    if m3:  # each index creates the collection, or checks its layout
         QdrantHybridIndex(embedder, collection_name=collection, client=client,
-                          store_colbert=colbert)  # creates, or checks the layout
-    elif not exists:
-        client.create_collection(collection, vectors_config={
-            "dense": m.VectorParams(size=int(embedder.dim), distance=m.Distance.DOT)})
+                          store_colbert=colbert)
     else:
-        params = client.get_collection(collection).config.params
-        vectors = params.vectors if isinstance(params.vectors, dict) else {}
-        size = getattr(vectors.get("dense"), "size", None)
-        if size != embedder.dim:
-            msg = (f"Qdrant collection {collection!r} holds {size}-d 'dense' vectors, the "
-                   f"model makes {embedder.dim}-d ones; write to another collection.")
-            raise ValueError(msg)
+        QdrantDenseIndex(embedder, collection_name=collection, client=client)
     if stored is None and (not exists or client.count(collection, exact=True).count == 0):
         fingerprint = model_fingerprint(embedder, colbert) if m3 else dense_fingerprint(
             embedder)

@@ -205,6 +205,33 @@ def _cut(vectors: np.ndarray, dims: int, normalize: bool) -> np.ndarray:
     return cut
 
 
+def _listing(model: LoadedServedModel, tokens: int, data: list[dict[str, Any]]) -> JSON:
+    """The OpenAI list envelope of an embeddings answer."""
+    return JSON({"object": "list", "data": data, "model": model.id, "usage": _usage(tokens)})
+
+
+async def _m3_outputs(request: Request, body: SparseRequest | ColbertRequest, output: str,
+                      **heads: bool) -> tuple[LoadedServedModel, Any, int]:
+    """The BGE-M3 model a sparse / ColBERT request names, its outputs and the tokens run."""
+    service = _service(request)
+    model = service.pool.find(body.model, output)
+    texts = texts_of(body.input, service.settings.max_inputs)
+    out, tokens = await service.run(
+        request, model, output, len(texts),
+        lambda: _encode(model.embedder, body.input_type, texts, **heads))
+    return model, out, tokens
+
+
+def _with_extras(item: dict[str, Any], out: Any, i: int,
+                 body: SparseRequest | ColbertRequest) -> dict[str, Any]:
+    """``item`` with the dense (and sparse) outputs the request also asked for."""
+    if body.return_dense:
+        item["dense"] = _vector(out.dense[i], body.encoding_format)
+    if getattr(body, "return_sparse", False):
+        item["sparse"] = _sparse(out.sparse[i])
+    return item
+
+
 def create_app(models: Sequence[ServedModel | str],
                settings: ServerSettings | None = None) -> FastAPI:
     """The service as an ASGI app; models load when it starts (lifespan), not here.
@@ -300,52 +327,28 @@ def _add_routes(app: FastAPI) -> None:  # noqa: C901 - one small function per en
         vectors, tokens = await service.run(request, model, "embeddings", len(texts), work)
         if dims is not None:
             vectors = _cut(vectors, dims, embedder.normalize)
-        data = [{"object": "embedding", "index": i,
-                 "embedding": _vector(v, body.encoding_format)} for i, v in enumerate(vectors)]
-        return JSON({"object": "list", "data": data, "model": model.id,
-                     "usage": _usage(tokens)})
+        return _listing(model, tokens, [
+            {"object": "embedding", "index": i, "embedding": _vector(v, body.encoding_format)}
+            for i, v in enumerate(vectors)])
 
     @app.post("/v1/embeddings/sparse")
     async def sparse(body: SparseRequest, request: Request) -> JSON:
         """BGE-M3 lexical weights: ``indices`` (token ids) and ``values`` per text."""
-        service = _service(request)
-        model = service.pool.find(body.model, "sparse")
-        texts = texts_of(body.input, service.settings.max_inputs)
-        out, tokens = await service.run(
-            request, model, "sparse", len(texts),
-            lambda: _encode(model.embedder, body.input_type, texts, dense=body.return_dense,
-                            sparse=True))
-        data = []
-        for i, weights in enumerate(out.sparse):
-            item: dict[str, Any] = {"object": "sparse_embedding", "index": i, **_sparse(weights)}
-            if body.return_dense:
-                item["dense"] = _vector(out.dense[i], body.encoding_format)
-            data.append(item)
-        return JSON({"object": "list", "data": data, "model": model.id,
-                     "usage": _usage(tokens)})
+        model, out, tokens = await _m3_outputs(request, body, "sparse", dense=body.return_dense,
+                                               sparse=True)
+        return _listing(model, tokens, [
+            _with_extras({"object": "sparse_embedding", "index": i, **_sparse(weights)},
+                         out, i, body) for i, weights in enumerate(out.sparse)])
 
     @app.post("/v1/embeddings/colbert")
     async def colbert(body: ColbertRequest, request: Request) -> JSON:
         """BGE-M3 ColBERT vectors: one row per token after CLS, with their ``shape``."""
-        service = _service(request)
-        model = service.pool.find(body.model, "colbert")
-        texts = texts_of(body.input, service.settings.max_inputs)
-        out, tokens = await service.run(
-            request, model, "colbert", len(texts),
-            lambda: _encode(model.embedder, body.input_type, texts, dense=body.return_dense,
-                            sparse=body.return_sparse, colbert=True))
-        data = []
-        for i, vecs in enumerate(out.colbert):
-            item: dict[str, Any] = {"object": "colbert_embedding", "index": i,
-                                    "shape": list(vecs.shape),
-                                    "embedding": _vector(vecs, body.encoding_format)}
-            if body.return_dense:
-                item["dense"] = _vector(out.dense[i], body.encoding_format)
-            if body.return_sparse:
-                item["sparse"] = _sparse(out.sparse[i])
-            data.append(item)
-        return JSON({"object": "list", "data": data, "model": model.id,
-                     "usage": _usage(tokens)})
+        model, out, tokens = await _m3_outputs(request, body, "colbert", dense=body.return_dense,
+                                               sparse=body.return_sparse, colbert=True)
+        return _listing(model, tokens, [
+            _with_extras({"object": "colbert_embedding", "index": i, "shape": list(vecs.shape),
+                          "embedding": _vector(vecs, body.encoding_format)}, out, i, body)
+            for i, vecs in enumerate(out.colbert)])
 
     @app.post("/v1/rerank")
     async def rerank(body: RerankRequest, request: Request) -> JSON:

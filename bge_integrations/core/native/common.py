@@ -14,8 +14,10 @@ from typing import Any, TypeVar
 
 import torch
 from torch import nn
+from transformers.activations import ACT2FN
 
-__all__ = ["NativeModel", "rotary", "apply_rotary", "additive_causal_mask", "last_positions"]
+__all__ = ["NativeModel", "rotary", "apply_rotary", "additive_causal_mask", "last_positions",
+           "repeat_kv", "AttentionProjections", "GatedMLP"]
 
 M = TypeVar("M", bound="NativeModel")
 
@@ -138,3 +140,54 @@ def repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
     batch, heads, seq, dim = x.shape
     return x[:, :, None].expand(batch, heads, groups, seq, dim).reshape(
         batch, heads * groups, seq, dim)
+
+
+class AttentionProjections(nn.Module):
+    """The ``q_proj``/``k_proj``/``v_proj``/``o_proj`` of grouped-query attention (the
+    checkpoints' names) and the reshapes around the attention a subclass computes.
+
+    ``num_key_value_heads`` key/value heads (default: one per query head) are shared by
+    groups of ``num_attention_heads`` query heads of ``head_dim`` each.
+    """
+
+    def __init__(self, c: SimpleNamespace, head_dim: int) -> None:
+        super().__init__()
+        self.heads = c.num_attention_heads
+        self.kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+        self.head_dim = head_dim
+        bias = bool(getattr(c, "attention_bias", False))
+        self.q_proj = nn.Linear(c.hidden_size, self.heads * head_dim, bias=bias)
+        self.k_proj = nn.Linear(c.hidden_size, self.kv_heads * head_dim, bias=bias)
+        self.v_proj = nn.Linear(c.hidden_size, self.kv_heads * head_dim, bias=bias)
+        self.o_proj = nn.Linear(self.heads * head_dim, c.hidden_size, bias=bias)
+
+    @property
+    def groups(self) -> int:
+        """Query heads per key/value head."""
+        return self.heads // self.kv_heads
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(batch, seq, hidden)`` -> q, k, v as ``(batch, heads, seq, head_dim)``."""
+        b, s, _ = x.shape
+        return (self.q_proj(x).view(b, s, self.heads, self.head_dim).transpose(1, 2),
+                self.k_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2),
+                self.v_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2))
+
+    def merge(self, out: torch.Tensor) -> torch.Tensor:
+        """``(batch, heads, seq, head_dim)`` attention output -> ``o_proj`` of the heads."""
+        b, _, s, _ = out.shape
+        return self.o_proj(out.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
+
+
+class GatedMLP(nn.Module):
+    """``down_proj(act(gate_proj(x)) * up_proj(x))``, the Llama-family feed-forward."""
+
+    def __init__(self, c: SimpleNamespace, activation: str) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
+        self.act = ACT2FN[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))

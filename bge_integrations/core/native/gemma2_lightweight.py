@@ -24,9 +24,10 @@ from types import SimpleNamespace
 
 import torch
 from torch import nn
-from transformers.activations import ACT2FN
 
 from .common import (
+    AttentionProjections,
+    GatedMLP,
     NativeModel,
     additive_causal_mask,
     apply_rotary,
@@ -50,46 +51,21 @@ class _RMSNorm(nn.Module):
         return (out * (1.0 + self.weight.float())).type_as(x)
 
 
-class _Attention(nn.Module):
+class _Attention(AttentionProjections):
     def __init__(self, c: SimpleNamespace) -> None:
-        super().__init__()
-        self.heads, self.kv_heads = c.num_attention_heads, c.num_key_value_heads
-        self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // self.heads
-        bias = bool(getattr(c, "attention_bias", False))
-        self.q_proj = nn.Linear(c.hidden_size, self.heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(c.hidden_size, self.kv_heads * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(c.hidden_size, self.kv_heads * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(self.heads * self.head_dim, c.hidden_size, bias=bias)
+        super().__init__(c, getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads)
         self.scaling = float(getattr(c, "query_pre_attn_scalar", self.head_dim)) ** -0.5
         self.softcap = getattr(c, "attn_logit_softcapping", None)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor,
                 rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        b, s, _ = x.shape
-        q = self.q_proj(x).view(b, s, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = self.split(x)
         q, k = apply_rotary(q, k, *rope, in_float32=False)
-        groups = self.heads // self.kv_heads
-        weights = torch.matmul(q, repeat_kv(k, groups).transpose(2, 3)) * self.scaling
+        weights = torch.matmul(q, repeat_kv(k, self.groups).transpose(2, 3)) * self.scaling
         if self.softcap is not None:
             weights = torch.tanh(weights / self.softcap) * self.softcap
         weights = torch.softmax(weights + mask, dim=-1, dtype=torch.float32).to(q.dtype)
-        out = torch.matmul(weights, repeat_kv(v, groups))
-        return self.o_proj(out.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
-
-
-class _MLP(nn.Module):
-    def __init__(self, c: SimpleNamespace) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
-        act = getattr(c, "hidden_activation", None) or getattr(c, "hidden_act", None)
-        self.act = ACT2FN[act or "gelu_pytorch_tanh"]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+        return self.merge(torch.matmul(weights, repeat_kv(v, self.groups)))
 
 
 class _Layer(nn.Module):
@@ -97,7 +73,8 @@ class _Layer(nn.Module):
         super().__init__()
         eps = getattr(c, "rms_norm_eps", 1e-6)
         self.self_attn = _Attention(c)
-        self.mlp = _MLP(c)
+        act = getattr(c, "hidden_activation", None) or getattr(c, "hidden_act", None)
+        self.mlp = GatedMLP(c, act or "gelu_pytorch_tanh")
         self.input_layernorm = _RMSNorm(c.hidden_size, eps)
         self.post_attention_layernorm = _RMSNorm(c.hidden_size, eps)
         self.pre_feedforward_layernorm = _RMSNorm(c.hidden_size, eps)

@@ -21,9 +21,10 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.activations import ACT2FN
 
 from .common import (
+    AttentionProjections,
+    GatedMLP,
     NativeModel,
     additive_causal_mask,
     apply_rotary,
@@ -46,41 +47,16 @@ class _RMSNorm(nn.Module):
         return (x * torch.rsqrt(variance + self.eps)).to(x.dtype) * self.weight
 
 
-class _Attention(nn.Module):
+class _Attention(AttentionProjections):
     def __init__(self, c: SimpleNamespace) -> None:
-        super().__init__()
-        self.heads = c.num_attention_heads
-        self.kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
-        self.head_dim = c.hidden_size // self.heads
-        bias = bool(getattr(c, "attention_bias", False))
-        self.q_proj = nn.Linear(c.hidden_size, self.heads * self.head_dim, bias=bias)
-        self.k_proj = nn.Linear(c.hidden_size, self.kv_heads * self.head_dim, bias=bias)
-        self.v_proj = nn.Linear(c.hidden_size, self.kv_heads * self.head_dim, bias=bias)
-        self.o_proj = nn.Linear(self.heads * self.head_dim, c.hidden_size, bias=bias)
+        super().__init__(c, c.hidden_size // c.num_attention_heads)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor,
                 rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        b, s, _ = x.shape
-        q = self.q_proj(x).view(b, s, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = self.split(x)
         q, k = apply_rotary(q, k, *rope, in_float32=True)
-        groups = self.heads // self.kv_heads
-        out = F.scaled_dot_product_attention(q, repeat_kv(k, groups), repeat_kv(v, groups),
-                                             attn_mask=mask)
-        return self.o_proj(out.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
-
-
-class _MLP(nn.Module):
-    def __init__(self, c: SimpleNamespace) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
-        self.act = ACT2FN[getattr(c, "hidden_act", "silu")]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+        return self.merge(F.scaled_dot_product_attention(
+            q, repeat_kv(k, self.groups), repeat_kv(v, self.groups), attn_mask=mask))
 
 
 class _Layer(nn.Module):
@@ -88,7 +64,7 @@ class _Layer(nn.Module):
         super().__init__()
         eps = getattr(c, "rms_norm_eps", 1e-6)
         self.self_attn = _Attention(c)
-        self.mlp = _MLP(c)
+        self.mlp = GatedMLP(c, getattr(c, "hidden_act", "silu"))
         self.input_layernorm = _RMSNorm(c.hidden_size, eps)
         self.post_attention_layernorm = _RMSNorm(c.hidden_size, eps)
         self.scale = getattr(c, "scale_depth", 1) / math.sqrt(c.num_hidden_layers)
