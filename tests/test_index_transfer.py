@@ -31,6 +31,7 @@ from bge_integrations.tiny_models import build_tiny_model
 
 pytest.importorskip("qdrant_client")
 from bge_integrations.retrieval import QdrantDenseIndex, QdrantHybridIndex  # noqa: E402
+from bge_integrations.retrieval.qdrant import FINGERPRINT_KEY  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster
 PROG = "bge-integrations"
@@ -115,6 +116,8 @@ def assert_same_store(got: dict[str, dict[str, Any]], want: dict[str, dict[str, 
 def test_hybrid_index_goes_to_qdrant_and_back_without_re_embedding(
         index: HybridIndex, m3x: BGEM3Embedder, document_calls: list[int]) -> None:
     remote = QdrantHybridIndex(m3x, location=":memory:", candidates=100)
+    assert document_calls == [1]  # the new collection records the model's fingerprint
+    document_calls.clear()
     assert copy_index(index, remote, batch_size=5) == len(CORPUS)  # 5 does not divide 14
     back = HybridIndex(m3x, candidates=100)
     assert copy_index(remote, back, batch_size=4) == len(CORPUS)
@@ -135,6 +138,8 @@ def test_hybrid_index_goes_to_qdrant_and_back_without_re_embedding(
 def test_dense_index_goes_to_qdrant_and_back_without_re_embedding(
         dense_index: DenseIndex, minilm: BGEEmbedder, document_calls: list[int]) -> None:
     remote = QdrantDenseIndex(minilm, location=":memory:")
+    assert document_calls == [1]  # the new collection records the model's fingerprint
+    document_calls.clear()
     assert copy_index(dense_index, remote, batch_size=3) == len(CORPUS)
     back = DenseIndex(minilm)
     assert copy_index(remote, back, batch_size=100) == len(CORPUS)
@@ -187,7 +192,12 @@ def test_a_collection_of_another_model_is_refused_before_any_write(
         copy_index(index, remote)
     assert len(remote) == 0
     remote.add(CORPUS[:2], ids=["x", "y"])  # the other model's documents ...
-    same_model = QdrantHybridIndex(m3x, client=remote.client,  # ... opened with the source's
+    with pytest.raises(ModelMismatchError, match="'bge-m3' was written by another model"):
+        QdrantHybridIndex(m3x, client=remote.client,  # ... opened with the source's model
+                          collection_name=remote.collection_name)
+    # a collection without our model record (written by other tools): copy_index checks it
+    remote.client.update_collection(remote.collection_name, metadata={FINGERPRINT_KEY: None})
+    same_model = QdrantHybridIndex(m3x, client=remote.client,
                                    collection_name=remote.collection_name)
     with pytest.raises(ModelMismatchError, match="target already holds documents of another"):
         copy_index(index, same_model)

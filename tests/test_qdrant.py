@@ -11,7 +11,7 @@ import pytest
 from helpers import CORPUS, FILTER_CASES, IDS, METADATAS, MODES, QUERIES, assert_same_hits
 
 import bge_integrations
-from bge_integrations import BGEM3Embedder, HybridIndex
+from bge_integrations import BGEEmbedder, BGEM3Embedder, HybridIndex
 from bge_integrations.retrieval.filters import parse_filter
 from bge_integrations.retrieval.qdrant import point_id, to_qdrant_filter
 
@@ -137,3 +137,39 @@ def test_add_over_the_embedders_per_call_limit_is_refused_whole(m3x: BGEM3Embedd
     with pytest.raises(ValueError, match="71 texts in one call exceed max_texts_per_call=70"):
         idx.add([f"text {i}" for i in range(71)])
     assert len(idx) == 0
+
+
+def test_collections_record_their_model_and_refuse_another(
+        m3x: BGEM3Embedder, bert_embedder: BGEEmbedder,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A collection an index creates records the model's fingerprint; an index on another
+    model (other weights, or the other kind) is refused before anything is read or written,
+    naming the layout difference too; a collection without a record opens as it is and gets
+    one while it is empty."""
+    from qdrant_client import QdrantClient, models
+
+    from bge_integrations.retrieval import ModelMismatchError, QdrantDenseIndex
+    from bge_integrations.retrieval.qdrant import FINGERPRINT_KEY
+    from bge_integrations.tiny_models import build_tiny_model
+
+    client = QdrantClient(location=":memory:")
+    hybrid = QdrantHybridIndex(m3x, client=client, collection_name="m3")
+    record = client.get_collection("m3").config.metadata[FINGERPRINT_KEY]
+    assert record["dim"] == m3x.dim and record["heads"] == ["dense", "sparse", "colbert"]
+    hybrid.add(CORPUS[:2], ids=IDS[:2])
+    QdrantHybridIndex(m3x, client=client, collection_name="m3")  # the same model: fine
+    other = BGEM3Embedder(str(build_tiny_model(
+        "xlm-roberta", tmp_path_factory.mktemp("other-m3") / "bge-m3", seed=1)), device="cpu")
+    with pytest.raises(ModelMismatchError, match="'m3' was written by another model"):
+        QdrantHybridIndex(other, client=client, collection_name="m3")
+    with pytest.raises(ModelMismatchError, match=r"another model.*a BGE-M3 collection"):
+        QdrantDenseIndex(bert_embedder, client=client, collection_name="m3")
+    QdrantDenseIndex(bert_embedder, client=client, collection_name="dense")
+    with pytest.raises(ModelMismatchError, match="dense vectors of .*open it with QdrantDense"):
+        QdrantHybridIndex(m3x, client=client, collection_name="dense")
+    assert len(hybrid) == 2
+    client.create_collection("foreign", vectors_config={
+        "dense": models.VectorParams(size=bert_embedder.dim, distance=models.Distance.DOT)})
+    QdrantDenseIndex(bert_embedder, client=client, collection_name="foreign")
+    assert client.get_collection("foreign").config.metadata[FINGERPRINT_KEY]["dim"] == \
+        bert_embedder.dim

@@ -26,13 +26,7 @@ from ..core.embedder import BGEEmbedder
 from ..core.m3 import BGEM3Embedder
 from ..core.m3_heads import is_m3_model
 from ..retrieval.contract import DocBatch
-from ..retrieval.identity import (
-    check_dense_model,
-    check_model,
-    dense_fingerprint,
-    model_fingerprint,
-)
-from ..retrieval.qdrant import QdrantDenseIndex, QdrantHybridIndex, point_id
+from ..retrieval.qdrant import FINGERPRINT_KEY, QdrantDenseIndex, QdrantHybridIndex, point_id
 from ..retrieval.vectors import EncodedDocs, check_dense
 from . import columns as C
 from ._ray import require_ray
@@ -43,8 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["write_qdrant", "WriteSummary", "FINGERPRINT_KEY"]
 
-#: key of the model fingerprint in the collection's metadata
-FINGERPRINT_KEY = "bge_integrations"
 _VECTOR_COLUMNS = set(C.OUTPUT_COLUMNS)
 
 
@@ -158,30 +150,18 @@ def _embedder(model: str, m3: bool, core_options: Mapping[str, Any]) -> Any:
 
 def prepare_collection(client: Any, collection: str, embedder: Any, *, m3: bool,
                        colbert: bool) -> None:
-    """Create the collection with the model's fingerprint, or check an existing one.
+    """Create the collection with the model's fingerprint, or check an existing one (the
+    Qdrant index of the model's kind does both, see :mod:`~bge_integrations.retrieval.qdrant`).
 
     Raises:
         ModelMismatchError: the stored fingerprint is another model's (a ``ValueError``).
         ValueError: the collection's vectors have another size or layout.
     """
-    exists = client.collection_exists(collection)
-    stored = (client.get_collection(collection).config.metadata or {}).get(
-        FINGERPRINT_KEY) if exists else None
-    if stored is not None:
-        try:
-            (check_model if m3 else check_dense_model)(stored, embedder)
-        except ValueError as exc:
-            msg = f"Qdrant collection {collection!r} was written by another model: {exc}"
-            raise type(exc)(msg) from None
-    if m3:  # each index creates the collection, or checks its layout
+    if m3:
         QdrantHybridIndex(embedder, collection_name=collection, client=client,
                           store_colbert=colbert)
     else:
         QdrantDenseIndex(embedder, collection_name=collection, client=client)
-    if stored is None and (not exists or client.count(collection, exact=True).count == 0):
-        fingerprint = model_fingerprint(embedder, colbert) if m3 else dense_fingerprint(
-            embedder)
-        client.update_collection(collection, metadata={FINGERPRINT_KEY: fingerprint})
 
 
 def _plan(names: list[str], collection: str, embedder: Any, *, m3: bool, id_column: str,

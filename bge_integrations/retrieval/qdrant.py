@@ -13,6 +13,12 @@ IDF) and, with ``store_colbert``, ``colbert`` (multivector, MAX_SIM comparator, 
 it only re-scores). Each point's id is ``uuid5`` of the document id; its payload is
 ``{"id", "text", "metadata"}``, and filters address ``metadata.<field>``.
 
+Model identity: a collection an index creates (or finds empty) records the model's
+fingerprint in its metadata under :data:`FINGERPRINT_KEY` (name, sizes, a probe text's
+embeddings: what a saved embedded index records, :mod:`.identity`). Opening a collection
+that records another model raises :class:`~.errors.ModelMismatchError` before anything is read
+or written; a collection without a record (made by other tools) is opened as it is.
+
 Search: ``dense`` / ``sparse`` modes are one Qdrant query each. ``colbert`` / ``hybrid`` prefetch
 the top ``max(candidates, k)`` dense and sparse candidates and re-score that union on the
 server under each mode (one batched request). The per-mode scores then go through the same
@@ -46,15 +52,25 @@ from .contract import (
     validate_ids,
 )
 from .dense_base import DenseBase
+from .errors import ModelMismatchError
 from .filters import And, Condition, FilterNode
 from .fusion import DEFAULT_RRF_K, Fusion, RetrievalMode, fuse, top_k
+from .identity import (
+    check_dense_model,
+    check_model,
+    dense_fingerprint,
+    model_fingerprint,
+    saved_source,
+)
 from .locks import RWLock
 from .m3_index import M3Index
 from .vectors import EncodedDocs, check_dense
 
-__all__ = ["QdrantCollection", "QdrantHybridIndex", "QdrantDenseIndex", "to_qdrant_filter",
-           "point_id", "make_client", "collection_layout"]
+__all__ = ["QdrantCollection", "QdrantHybridIndex", "QdrantDenseIndex", "FINGERPRINT_KEY",
+           "to_qdrant_filter", "point_id", "make_client", "collection_layout"]
 
+#: key of the model fingerprint in a collection's metadata
+FINGERPRINT_KEY = "bge_integrations"
 #: namespace of the uuid5 point ids derived from document ids
 ID_NAMESPACE = uuid.UUID("6f1c8e0e-5b1a-4e0b-9a43-7d2b5f3c1e21")
 #: texts encoded and upserted per batch
@@ -215,13 +231,39 @@ class QdrantCollection(NotPicklable):
             vectors, sparse = self._vectors_config()
             self._client.create_collection(self.collection_name, vectors_config=vectors,
                                            sparse_vectors_config=sparse)
+            self._record_model()
             return
+        info = self._client.get_collection(self.collection_name)
+        stored = (getattr(info.config, "metadata", None) or {}).get(FINGERPRINT_KEY)
         problems = self._layout_problems(*layout)
+        if stored is not None:
+            try:
+                self._check_model(stored)
+            except ValueError as exc:  # ModelMismatchError, or a malformed record
+                also = (f" Its layout differs too: this index needs {', '.join(problems)}."
+                        if problems else "")
+                msg = (f"Qdrant collection {self.collection_name!r} was written by another "
+                       f"model: {exc}{also}")
+                raise type(exc)(msg) from None
         if problems:
             msg = (f"Qdrant collection {self.collection_name!r} exists with other settings: this "
                    f"index needs {', '.join(problems)}. Use another collection_name, or "
                    f"{self._created_with} it was created with.")
             raise ValueError(msg)
+        if stored is None and self._client.count(self.collection_name, exact=True).count == 0:
+            self._record_model()
+
+    def _record_model(self) -> None:
+        self._client.update_collection(self.collection_name,
+                                       metadata={FINGERPRINT_KEY: self._fingerprint()})
+
+    def _fingerprint(self) -> dict[str, Any]:
+        """What identifies the model behind the collection (:mod:`.identity`)."""
+        raise NotImplementedError
+
+    def _check_model(self, stored: object) -> None:
+        """Raise ``ModelMismatchError`` unless this index's model made ``stored``."""
+        raise NotImplementedError
 
     def __len__(self) -> int:
         with self._lock.read():
@@ -361,6 +403,16 @@ class QdrantHybridIndex(QdrantCollection, M3Index):
         self._dim = int(m3.dim)
         self._vocab_size = int(m3.vocab_size)
         self._connect(collection_name, client, location, url, path, api_key, exact)
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return model_fingerprint(self._m3, self.store_colbert)
+
+    def _check_model(self, stored: object) -> None:
+        if isinstance(stored, dict) and stored.get("heads") == ["dense"]:
+            msg = (f"it holds the dense vectors of {saved_source(stored)!r}, not a BGE-M3 "
+                   "model's; open it with QdrantDenseIndex.")
+            raise ModelMismatchError(msg)
+        check_model(stored, self._m3)
 
     def _vectors_config(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         m = self._models
@@ -552,6 +604,12 @@ class QdrantDenseIndex(QdrantCollection, DenseBase):
                  exact: bool = False) -> None:
         self._use_embedder(embedder)
         self._connect(collection_name, client, location, url, path, api_key, exact)
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return dense_fingerprint(self._embedder)
+
+    def _check_model(self, stored: object) -> None:
+        check_dense_model(stored, self._embedder)
 
     def _layout_problems(self, vectors: dict[str, Any], sparse: dict[str, Any]) -> list[str]:
         extra = sorted({*vectors, *sparse} - {"dense"})
