@@ -32,6 +32,7 @@ can be re-run with the same ids (upsert).
 from __future__ import annotations
 
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -179,7 +180,7 @@ def to_qdrant_filter(node: FilterNode | None) -> Any:
     return models.Filter(must=children) if isinstance(node, And) else models.Filter(should=children)
 
 
-class QdrantCollection(NotPicklable):
+class QdrantCollection(NotPicklable, ABC):
     """The Qdrant side both Qdrant indexes share: the client, the collection (created, or its
     layout checked), upserts of ``{"id", "text", "metadata"}`` payloads, ``delete``, ``get``,
     ``len``, batched queries and the scroll export. Subclasses name their vectors.
@@ -257,13 +258,13 @@ class QdrantCollection(NotPicklable):
         self._client.update_collection(self.collection_name,
                                        metadata={FINGERPRINT_KEY: self._fingerprint()})
 
+    @abstractmethod
     def _fingerprint(self) -> dict[str, Any]:
         """What identifies the model behind the collection (:mod:`.identity`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _check_model(self, stored: object) -> None:
         """Raise ``ModelMismatchError`` unless this index's model made ``stored``."""
-        raise NotImplementedError
 
     def __len__(self) -> int:
         with self._lock.read():
