@@ -60,22 +60,27 @@ def test_m3_outputs_through_the_batcher(tiny_m3: str, m3) -> None:
         batcher.close()
 
 
-def test_a_long_request_does_not_hold_a_short_one_beyond_a_round(bert_embedder) -> None:
-    engine = bert_embedder._engine
-    head = bert_embedder._dense_head
-    batcher = Batcher(engine, max_wait_ms=0, round_tokens=64, max_round_tokens=64)
-    finished: list[str] = []
+#: 40 texts of 16 tokens: 640 tokens
+LONG_IDS = [[2] + [5 + i] * 14 + [3] for i in range(40)]
+
+
+def long_then_short(batcher: Batcher, engine, head) -> tuple[list, list[str], list[int]]:  # noqa: ANN001
+    """Queue LONG_IDS, then a 3-token job, holding the first round until both are queued.
+
+    Returns the long job's rows, the order the jobs finished in, and each round's tokens."""
     gate = threading.Event()
+    finished: list[str] = []
+    sizes: list[int] = []
     real_run = engine.run
 
-    def slow_run(ids, head, **kw):  # the first round waits until both jobs are queued
+    def gated_run(ids, head, **kw):
         gate.wait(5)
+        sizes.append(sum(len(r) for r in ids))
         return real_run(ids, head, **kw)
 
-    engine.run = slow_run
+    engine.run = gated_run
     try:
-        long_ids = [[2] + [5 + i] * 14 + [3] for i in range(40)]  # 640 tokens: 10 rounds
-        long_job = batcher.submit(long_ids, head, first_token_only=True)
+        long_job = batcher.submit(LONG_IDS, head, first_token_only=True)
         long_job.future.add_done_callback(lambda _: finished.append("long"))
         short_job = batcher.submit([[2, 50, 3]], head, first_token_only=True)
         short_job.future.add_done_callback(lambda _: finished.append("short"))
@@ -85,9 +90,17 @@ def test_a_long_request_does_not_hold_a_short_one_beyond_a_round(bert_embedder) 
     finally:
         del engine.run
         batcher.close()
+    return rows, finished, sizes
+
+
+def test_a_long_request_does_not_hold_a_short_one_beyond_a_round(bert_embedder) -> None:
+    engine = bert_embedder._engine
+    head = bert_embedder._dense_head
+    batcher = Batcher(engine, max_wait_ms=0, round_tokens=64, max_round_tokens=64)
+    rows, finished, _ = long_then_short(batcher, engine, head)  # 640 tokens: 10 rounds
     assert finished == ["short", "long"]
     assert batcher.rounds >= 10
-    want = engine.run(long_ids[-1:], head, first_token_only=True)[0]
+    want = engine.run(LONG_IDS[-1:], head, first_token_only=True)[0]
     assert len(rows) == 40
     np.testing.assert_allclose(rows[-1], want, atol=1e-6)
 
@@ -100,34 +113,12 @@ def test_rounds_grow_to_half_of_a_deep_queue(bert_embedder) -> None:
     head = bert_embedder._dense_head
     batcher = Batcher(engine, max_wait_ms=0, round_tokens=64)
     assert batcher.max_round_tokens == 4 * 64
-    gate = threading.Event()
-    sizes: list[int] = []
-    finished: list[str] = []
-    real_run = engine.run
-
-    def recording_run(ids, head, **kw):
-        gate.wait(5)
-        sizes.append(sum(len(r) for r in ids))
-        return real_run(ids, head, **kw)
-
-    engine.run = recording_run
-    try:
-        long_ids = [[2] + [5 + i] * 14 + [3] for i in range(40)]  # 640 tokens
-        long_job = batcher.submit(long_ids, head, first_token_only=True)
-        long_job.future.add_done_callback(lambda _: finished.append("long"))
-        short_job = batcher.submit([[2, 50, 3]], head, first_token_only=True)
-        short_job.future.add_done_callback(lambda _: finished.append("short"))
-        gate.set()
-        rows = long_job.future.result(10)
-        short_job.future.result(10)
-    finally:
-        del engine.run
-        batcher.close()
+    rows, finished, sizes = long_then_short(batcher, engine, head)
     assert finished == ["short", "long"]
     # half of the queue, in whole 16-token texts, at most 4 x 64: 643 -> 256; 387 -> 176 + the
     # short job's 3; 208 -> 96; 112 -> 64; the last 48
     assert sizes == [256, 179, 96, 64, 48], sizes
-    np.testing.assert_allclose(rows, engine.run(long_ids, head, first_token_only=True),
+    np.testing.assert_allclose(rows, engine.run(LONG_IDS, head, first_token_only=True),
                                atol=1e-6)
 
 
