@@ -271,6 +271,26 @@ class QdrantCollection(NotPicklable, ABC):
             return self._client.count(self.collection_name, exact=True).count
 
     # -- writing -----------------------------------------------------------------------------
+    def add(self, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+            ids: Sequence[str] | None = None) -> list[str]:
+        """Embed and upsert documents, replacing those whose id exists, as the embedded index's
+        ``add`` does; returns their ids.
+
+        Example:
+            >>> index.add(["a text"], metadatas=[{"year": 2024}], ids=["doc-1"])  # doctest: +SKIP
+            ['doc-1']
+        """
+        # ``embedder`` is the index's own (M3Index / DenseBase)
+        batch = DocBatch.build(texts, metadatas, ids,
+                               max_texts=self.embedder.max_texts_per_call)  # type: ignore[attr-defined]
+        for lo in range(0, len(batch.texts), _BATCH):
+            self._upsert(batch, lo, self._model_points(batch.texts[lo: lo + _BATCH]))
+        return batch.ids
+
+    @abstractmethod
+    def _model_points(self, texts: list[str]) -> list[dict[str, Any]]:
+        """The named vectors of ``texts``' points, from the model (its output checked)."""
+
     def _upsert(self, batch: DocBatch, lo: int, vectors: Sequence[dict[str, Any]]) -> None:
         """Write documents ``lo .. lo + len(vectors)`` of ``batch``, one vector dict each."""
         points = [self._models.PointStruct(
@@ -435,23 +455,11 @@ class QdrantHybridIndex(QdrantCollection, M3Index):
         return problems
 
     # -- writing -----------------------------------------------------------------------------
-    def add(self, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None,
-            ids: Sequence[str] | None = None) -> list[str]:
-        """Upsert documents (see :meth:`HybridIndex.add`); returns their ids.
-
-        Example:
-            >>> index.add(["a text"], metadatas=[{"year": 2024}], ids=["doc-1"])  # doctest: +SKIP
-            ['doc-1']
-        """
-        batch = DocBatch.build(texts, metadatas, ids,
-                               max_texts=self._m3.max_texts_per_call)
-        for lo in range(0, len(batch.texts), _BATCH):
-            texts_ = batch.texts[lo: lo + _BATCH]
-            out = self._m3.encode_documents(texts_, dense=True, sparse=True,
-                                            colbert=self.store_colbert)
-            self._upsert(batch, lo, self._point_vectors(
-                self._encoded(out.dense, out.sparse, out.colbert, len(texts_), "the embedder's ")))
-        return batch.ids
+    def _model_points(self, texts: list[str]) -> list[dict[str, Any]]:
+        out = self._m3.encode_documents(texts, dense=True, sparse=True,
+                                        colbert=self.store_colbert)
+        return self._point_vectors(self._encoded(out.dense, out.sparse, out.colbert, len(texts),
+                                                 "the embedder's "))
 
     def add_embeddings(self, texts: Sequence[str], *, dense: Any, sparse: Any, colbert: Any,
                        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
@@ -619,22 +627,10 @@ class QdrantDenseIndex(QdrantCollection, DenseBase):
              "QdrantHybridIndex)"] if extra else [])
 
     # -- writing -----------------------------------------------------------------------------
-    def add(self, texts: Sequence[str], metadatas: Sequence[Mapping[str, Any] | None] | None = None,
-            ids: Sequence[str] | None = None) -> list[str]:
-        """Embed and upsert documents (see :meth:`DenseIndex.add`); returns their ids.
-
-        Example:
-            >>> index.add(["a text"], metadatas=[{"year": 2024}], ids=["doc-1"])  # doctest: +SKIP
-            ['doc-1']
-        """
-        batch = DocBatch.build(texts, metadatas, ids,
-                               max_texts=self._embedder.max_texts_per_call)
-        for lo in range(0, len(batch.texts), _BATCH):
-            chunk = batch.texts[lo: lo + _BATCH]
-            self._upsert(batch, lo, self._point_vectors(check_dense(
-                self._embedder.encode_documents(chunk), n=len(chunk), dim=self._dim,
-                name="the embedder's output")))
-        return batch.ids
+    def _model_points(self, texts: list[str]) -> list[dict[str, Any]]:
+        return self._point_vectors(check_dense(self._embedder.encode_documents(texts),
+                                               n=len(texts), dim=self._dim,
+                                               name="the embedder's output"))
 
     def add_embeddings(self, texts: Sequence[str], embeddings: Any, *,
                        metadatas: Sequence[Mapping[str, Any] | None] | None = None,
