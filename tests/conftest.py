@@ -98,6 +98,19 @@ def offline_env(tiny_cache: Path) -> dict[str, str]:
 
 
 # -- index tests: one torch thread, a tiny BGE-M3 with meaningful rankings, the indexed corpus ---
+@pytest.fixture
+def restore_model_cache() -> Iterator[None]:
+    """For tests that clear the model cache to force fresh loads: later test modules rely on
+    the session's embedders sharing cached models, so the cache is put back after the test."""
+    from bge_integrations.core import loading
+
+    saved = dict(loading._CACHE)
+    yield
+    with loading._CACHE_LOCK:
+        loading._CACHE.clear()
+        loading._CACHE.update(saved)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Tiny models run ~10x faster on one thread when the CPUs are shared (index tests use it

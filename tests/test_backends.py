@@ -35,17 +35,8 @@ def graph_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     mp.undo()
 
 
-@pytest.fixture(autouse=True)
-def _restore_model_cache() -> Iterator[None]:
-    """Tests here clear the model cache to force fresh loads; later test modules rely on the
-    session's embedders sharing cached models, so the cache is put back after each test."""
-    from bge_integrations.core import loading
-
-    saved = dict(loading._CACHE)
-    yield
-    with loading._CACHE_LOCK:
-        loading._CACHE.clear()
-        loading._CACHE.update(saved)
+#: tests here clear the model cache to force fresh loads (see conftest.restore_model_cache)
+pytestmark = pytest.mark.usefixtures("restore_model_cache")
 
 
 def _close(a: np.ndarray, b: np.ndarray, atol: float = 1e-5) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +14,8 @@ from bge_integrations import BGEEmbedder
 from bge_integrations.core.loading import IncompleteCheckpointError, clear_model_cache
 from bge_integrations.tiny_models import build_tiny_model
 
-
-@pytest.fixture(autouse=True)
-def _restore_model_cache() -> Iterator[None]:
-    """Tests here clear the model cache to force fresh loads; later test modules rely on the
-    session's embedders sharing cached models, so the cache is put back after each test."""
-    from bge_integrations.core import loading
-
-    saved = dict(loading._CACHE)
-    yield
-    with loading._CACHE_LOCK:
-        loading._CACHE.clear()
-        loading._CACHE.update(saved)
+#: tests here clear the model cache to force fresh loads (see conftest.restore_model_cache)
+pytestmark = pytest.mark.usefixtures("restore_model_cache")
 
 
 @pytest.fixture
