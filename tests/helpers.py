@@ -236,3 +236,21 @@ def _rewrite(directory: Path, name: str, write) -> None:  # noqa: ANN001 - a Pat
     write(path)
     _edit_manifest(directory, lambda m: m["files"].__setitem__(name, {
         "bytes": path.stat().st_size, "sha256": persistence._sha256(path)}))
+
+
+def llm_pair_ids(tok, q: str, p: str, max_length: int,  # noqa: ANN001 - a tokenizer
+                 prompt: str) -> tuple[list[int], int, int]:
+    """FlagLLMReranker's input for one pair, recomputed: ``[bos, "A: " q] [sep, "B: " p]``
+    (cut to ``max_length``), then ``sep`` and the prompt. Also returns the lengths of the
+    query part (with the first ``sep``) and of ``sep + prompt``."""
+    sep = tok("\n", add_special_tokens=False)["input_ids"]
+    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    q_ids = tok("A: " + q, add_special_tokens=False, truncation=True,
+                max_length=max_length * 3 // 4)["input_ids"]
+    p_ids = tok("B: " + p, add_special_tokens=False, truncation=True,
+                max_length=max_length)["input_ids"]
+    first, second = [tok.bos_token_id, *q_ids], [*sep, *p_ids]
+    excess = len(first) + len(second) - (max_length + len(sep) + len(prompt_ids))
+    if 0 < excess < len(second):
+        second = second[:-excess]
+    return [*first, *second, *sep, *prompt_ids], len(first) + len(sep), len(sep + prompt_ids)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import llm_pair_ids
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from bge_integrations import BGEReranker, RerankerSpec, list_rerankers, register_reranker
@@ -50,20 +51,10 @@ def llm_reference(path: str, pairs: list[tuple[str, str]], max_length: int = 512
                   prompt: str = PROMPT) -> np.ndarray:
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
-    sep = tok("\n", add_special_tokens=False)["input_ids"]
-    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
     yes = tok("Yes", add_special_tokens=False)["input_ids"][0]
     scores = []
     for q, p in pairs:
-        q_ids = tok("A: " + q, add_special_tokens=False, truncation=True,
-                    max_length=max_length * 3 // 4)["input_ids"]
-        p_ids = tok("B: " + p, add_special_tokens=False, truncation=True,
-                    max_length=max_length)["input_ids"]
-        first, second = [tok.bos_token_id, *q_ids], [*sep, *p_ids]
-        excess = len(first) + len(second) - (max_length + len(sep) + len(prompt_ids))
-        if 0 < excess < len(second):
-            second = second[:-excess]
-        ids = torch.tensor([[*first, *second, *sep, *prompt_ids]])
+        ids = torch.tensor([llm_pair_ids(tok, q, p, max_length, prompt)[0]])
         with torch.no_grad():
             scores.append(float(model(input_ids=ids).logits[0, -1, yes]))
     return np.array(scores)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import llm_pair_ids
 
 from bge_integrations import BGEReranker
 
@@ -127,20 +128,6 @@ def _hf_gemma2(path: str):  # noqa: ANN202
     return model, heads, raw
 
 
-def _pair_ids(tok, q: str, p: str, max_length: int, prompt: str) -> tuple[list[int], int, int]:
-    sep = tok("\n", add_special_tokens=False)["input_ids"]
-    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-    q_ids = tok("A: " + q, add_special_tokens=False, truncation=True,
-                max_length=max_length * 3 // 4)["input_ids"]
-    p_ids = tok("B: " + p, add_special_tokens=False, truncation=True,
-                max_length=max_length)["input_ids"]
-    first, second = [tok.bos_token_id, *q_ids], [*sep, *p_ids]
-    excess = len(first) + len(second) - (max_length + len(sep) + len(prompt_ids))
-    if 0 < excess < len(second):
-        second = second[:-excess]
-    return [*first, *second, *sep, *prompt_ids], len(first) + len(sep), len(sep + prompt_ids)
-
-
 def _mask(seq: int, window: int | None) -> torch.Tensor:
     i = torch.arange(seq)
     ok = i[None, :] <= i[:, None]
@@ -160,7 +147,7 @@ def lightweight_reference(path: str, pairs: list[tuple[str, str]], cutoff: list[
     model, heads, raw = _hf_gemma2(path)
     out = np.zeros((len(cutoff), len(pairs)))
     for col, (q, p) in enumerate(pairs):
-        ids, q_len, p_len = _pair_ids(tok, q, p, max_length, prompt)
+        ids, q_len, p_len = llm_pair_ids(tok, q, p, max_length, prompt)
         # the plain lookup (transformers 5 folds the scale into its embedding module)
         h = F.embedding(torch.tensor([ids]), model.embed_tokens.weight)
         h = h * torch.tensor(raw["hidden_size"] ** 0.5)
@@ -230,7 +217,7 @@ def layerwise_reference(path: str, pairs: list[tuple[str, str]], cutoff: list[in
 
     out = np.zeros((len(cutoff), len(pairs)))
     for col, (q, p) in enumerate(pairs):
-        ids, _, _ = _pair_ids(tok, q, p, max_length, prompt)
+        ids, _, _ = llm_pair_ids(tok, q, p, max_length, prompt)
         h = w["model.embed_tokens.weight"][ids] * cfg["scale_emb"]
         seq = h.shape[0]
         causal = torch.full((seq, seq), float("-inf")).triu(1)
