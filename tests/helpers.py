@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,32 @@ def llm_pair_ids(tok, q: str, p: str, max_length: int,  # noqa: ANN001 - a token
     if 0 < excess < len(second):
         second = second[:-excess]
     return [*first, *second, *sep, *prompt_ids], len(first) + len(sep), len(sep + prompt_ids)
+
+
+def random_changes(index: Any, *, steps: int, seed: int, n_rows: int,
+                   add: Callable[[Any, list[int], list[dict], list[str]], Any],
+                   reload: Callable[[Any], Any]) -> Iterator[tuple[int, str, Any, dict]]:
+    """Random upserts (1-4 of 12 ids), deletes (1-3 ids, counts checked) and reloads, 6:3:1.
+
+    ``add(index, rows, metadatas, ids)`` upserts the texts ``rows`` (indices below ``n_rows``);
+    ``reload(index)`` returns the index saved and loaded again. After every step yields
+    ``(step, kind, index, model)``: ``model`` maps each live id to ``(row, metadata)``.
+    """
+    rng = random.Random(seed)
+    model: dict[str, tuple[int, dict]] = {}
+    for step in range(steps):
+        kind = rng.choices(["upsert", "delete", "reload"], weights=[6, 3, 1])[0]
+        if kind == "upsert":
+            ids = rng.sample([f"id{i}" for i in range(12)], rng.randint(1, 4))
+            rows = [rng.randrange(n_rows) for _ in ids]
+            metas = [{"step": step, "row": r} for r in rows]
+            add(index, rows, metas, ids)
+            model.update({i: (r, m) for i, r, m in zip(ids, rows, metas, strict=True)})
+        elif kind == "delete":
+            ids = rng.sample([f"id{i}" for i in range(12)], rng.randint(1, 3))
+            assert index.delete(ids) == sum(i in model for i in ids)
+            for i in ids:
+                model.pop(i, None)
+        else:
+            index = reload(index)
+        yield step, kind, index, model

@@ -9,11 +9,11 @@ untouched, and the same documents as a plain dict after random churn with compac
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import random_changes
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder, DenseIndex, HybridIndex
 from bge_integrations.retrieval import doc_rows
@@ -115,25 +115,18 @@ def test_random_dense_changes_match_a_plain_dict_model(bert_embedder: BGEEmbedde
     2 dead rows: after every step each document (text, metadata, vector) and the ranking of a
     search equal a plain dict's."""
     monkeypatch.setattr(doc_rows, "COMPACT_MIN_DEAD", 2)
-    rng = random.Random(23)
-    index, model = DenseIndex(bert_embedder), {}
     query = bert_embedder.encode_queries([TEXTS[0]])[0]
-    for step in range(400):
-        kind = rng.choices(["upsert", "delete", "reload"], weights=[6, 3, 1])[0]
-        if kind == "upsert":
-            ids = rng.sample([f"id{i}" for i in range(12)], rng.randint(1, 4))
-            rows = [rng.randrange(len(TEXTS)) for _ in ids]
-            metas = [{"step": step, "row": r} for r in rows]
-            index.add_embeddings([TEXTS[r] for r in rows], vectors[rows], metadatas=metas, ids=ids)
-            model.update({i: (r, m) for i, r, m in zip(ids, rows, metas, strict=True)})
-        elif kind == "delete":
-            ids = rng.sample([f"id{i}" for i in range(12)], rng.randint(1, 3))
-            assert index.delete(ids) == sum(i in model for i in ids)
-            for i in ids:
-                model.pop(i, None)
-        else:
-            index.save(tmp_path / "ix")
-            index = DenseIndex.load(tmp_path / "ix", bert_embedder)
+
+    def add(index: DenseIndex, rows: list[int], metas: list[dict], ids: list[str]) -> None:
+        index.add_embeddings([TEXTS[r] for r in rows], vectors[rows], metadatas=metas, ids=ids)
+
+    def reload(index: DenseIndex) -> DenseIndex:
+        index.save(tmp_path / "ix")
+        return DenseIndex.load(tmp_path / "ix", bert_embedder)
+
+    for step, kind, index, model in random_changes(DenseIndex(bert_embedder), steps=400,
+                                                   seed=23, n_rows=len(TEXTS), add=add,
+                                                   reload=reload):
         state = index._state
         got = {doc_id: (state.texts.view[r], json.dumps(state.metadatas.view[r]),
                         state.vectors.view[r].tobytes()) for doc_id, r in state.row_of.items()}

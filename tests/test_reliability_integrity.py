@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import random_changes
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder, DenseIndex, HybridIndex
 from bge_integrations.core.m3 import M3Output
@@ -707,31 +708,21 @@ def test_random_changes_match_a_plain_dict_model(m3: BGEM3Embedder, encoded: M3O
     """600 random upserts, deletes and save/load cycles over 12 ids, with row compaction after
     2 dead rows and the ColBERT spill file rewritten as soon as it holds a dead vector; after
     every step each document's text, metadata and three vectors are compared with a dict."""
-    import random
-
     monkeypatch.setattr(doc_rows, "COMPACT_MIN_DEAD", 2)
     monkeypatch.setattr(storage, "SPILL_SLACK_TOKENS", 0)
-    rng = random.Random(16)
-    index, model = HybridIndex(m3), {}
+
+    def add(index: HybridIndex, rows: list[int], metas: list[dict], ids: list[str]) -> None:
+        index.add_embeddings([TEXTS[r] for r in rows], **outputs(encoded, rows),
+                             metadatas=metas, ids=ids)
+
+    def reload(index: HybridIndex) -> HybridIndex:
+        index.save(tmp_path / "ix")
+        return HybridIndex.load(tmp_path / "ix", m3)
+
     counts = {"upsert": 0, "delete": 0, "reload": 0}
-    for step in range(600):
-        kind = rng.choices(["upsert", "delete", "reload"], weights=[6, 3, 1])[0]
+    for step, kind, index, model in random_changes(HybridIndex(m3), steps=600, seed=16,
+                                                   n_rows=len(TEXTS), add=add, reload=reload):
         counts[kind] += 1
-        if kind == "upsert":
-            ids = rng.sample([f"id{i}" for i in range(12)], rng.randint(1, 4))
-            rows = [rng.randrange(len(TEXTS)) for _ in ids]
-            metas = [{"step": step, "row": r} for r in rows]
-            index.add_embeddings([TEXTS[r] for r in rows], **outputs(encoded, rows),
-                                 metadatas=metas, ids=ids)
-            model.update({i: (r, m) for i, r, m in zip(ids, rows, metas, strict=False)})
-        elif kind == "delete":
-            ids = rng.sample([f"id{i}" for i in range(12)], rng.randint(1, 3))
-            assert index.delete(ids) == sum(i in model for i in ids)
-            for i in ids:
-                model.pop(i, None)
-        else:
-            index.save(tmp_path / "ix")
-            index = HybridIndex.load(tmp_path / "ix", m3)
         got = hybrid_snapshot(index)
         want = {}
         for doc_id, (row, meta) in model.items():
