@@ -82,6 +82,13 @@ def _quiet_transformers() -> None:
 
 
 # -- shared option groups -------------------------------------------------------------------
+def _add_saved_index_model_options(parser: argparse.ArgumentParser) -> None:
+    """The model options of a command that opens a saved index (:func:`_open_saved`)."""
+    parser.add_argument("--model", help="load the model from here instead of where the index "
+                                        "says (it must be the same model)")
+    _add_model_options(parser, with_model=False)
+
+
 def _add_model_options(parser: argparse.ArgumentParser, *, with_model: bool = True,
                        required_model: str | None = None) -> None:
     """The model options; ``required_model`` is the help of a ``--model`` without default."""
@@ -405,9 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--fusion", choices=["weighted", "rrf"],
                        help="hybrid index only: weighted sum or reciprocal rank fusion")
     query.add_argument("--json", action="store_true", help="print one JSON object per hit")
-    query.add_argument("--model", help="load the model from here instead of where the index "
-                                       "says (it must be the same model)")
-    _add_model_options(query, with_model=False)
+    _add_saved_index_model_options(query)
     query.set_defaults(handler=_cmd_index_query)
 
     upload = index_sub.add_parser(
@@ -419,9 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "are replaced.")
     upload.add_argument("index", help="index directory")
     _add_qdrant_options(upload)
-    upload.add_argument("--model", help="load the model from here instead of where the index "
-                                        "says (it must be the same model)")
-    _add_model_options(upload, with_model=False)
+    _add_saved_index_model_options(upload)
     upload.set_defaults(handler=_cmd_index_upload)
 
     download = index_sub.add_parser(
