@@ -28,6 +28,9 @@ Contenders:
                             BGEEmbedder(backend=..., dtype=...): ONNX Runtime / OpenVINO in
                             float32 and int8, torch bfloat16 (CPUs with native bf16); graphs
                             are exported before the rounds (export time in its own column)
+    bge_integrations openvino int8 static
+                            the same with int8_calibration: static int8 scales from the
+                            package's 40 demo texts (bge_integrations/data/corpus.jsonl)
     fastembed               fastembed's ONNX Runtime pipeline (TextEmbedding, mean pooling) on
                             the local MiniLM: a folder with its tokenizer and our plain float32
                             export (fastembed cannot export a local checkpoint itself); MiniLM only
@@ -89,7 +92,10 @@ BACKEND_CONTENDERS = {
     "bge_integrations onnx int8": ("onnx", "int8"),
     "bge_integrations openvino": ("openvino", "float32"),
     "bge_integrations openvino int8": ("openvino", "int8"),
+    "bge_integrations openvino int8 static": ("openvino", "int8"),
 }
+#: contenders with static int8 scales, calibrated on the package's 40 texts about embeddings
+CALIBRATED = ("bge_integrations openvino int8 static",)
 CONTENDERS = ("bge_integrations", "bge_integrations int8", *BACKEND_CONTENDERS,
               "FlagEmbedding 1.4.2", "sentence-transformers", "sentence-transformers onnx",
               "fastembed", "plain loop")
@@ -167,6 +173,18 @@ def count_tokens(tokenizer, texts: list[str], max_length: int) -> int:  # noqa: 
 
 
 # -- contenders (each runs in a fresh subprocess) -------------------------------------------
+def our_options(name: str, dtype: str = "float32") -> dict:
+    """``BGEEmbedder`` keywords of one of our contenders (``dtype``: the run's own)."""
+    backend, our_dtype = BACKEND_CONTENDERS.get(
+        name, ("torch", "int8" if name.endswith("int8") else dtype))
+    options = {"backend": backend, "dtype": our_dtype}
+    if name in CALIBRATED:
+        from bge_integrations.cli.demo import load_corpus
+
+        options["int8_calibration"] = [doc.text for doc in load_corpus()]
+    return options
+
+
 def worker(job: dict) -> dict:
     """Load, encode once, save the embeddings; returns timings and peak RSS."""
     import torch
@@ -181,11 +199,9 @@ def worker(job: dict) -> dict:
         sys.path.insert(0, str(REPO))
         from bge_integrations import BGEEmbedder
 
-        backend, our_dtype = BACKEND_CONTENDERS.get(
-            name, ("torch", "int8" if name.endswith("int8") else dtype))
         model = BGEEmbedder(path, pooling=pooling,
                             device=devices[0] if len(devices) == 1 else devices,
-                            dtype=our_dtype, backend=backend,
+                            **our_options(name, dtype),
                             passage_max_length=max_len,
                             **({"max_batch_tokens": job["batch_tokens"]}
                                if job.get("batch_tokens") else {}))
@@ -303,9 +319,8 @@ def prepare_graphs(name: str, job: dict, work: Path) -> float:
     sys.path.insert(0, str(REPO))
     from bge_integrations import BGEEmbedder
 
-    backend, dtype = BACKEND_CONTENDERS.get(name, ("onnx", "float32"))
-    BGEEmbedder(job["path"], pooling=job["pooling"], device="cpu", backend=backend,
-                dtype=dtype)
+    BGEEmbedder(job["path"], pooling=job["pooling"], device="cpu",
+                **our_options(name if name != "fastembed" else "bge_integrations onnx"))
     if name == "fastembed":
         from bge_integrations.backends.graph_cache import checkpoint_fingerprint
 

@@ -63,6 +63,9 @@ class M3Options(ClientOptions):
     backend: Literal["torch", "onnx", "openvino", "auto"] = Field(
         default="torch",
         description="What runs the backbone: 'torch', 'onnx', 'openvino' (CPU) or 'auto'.")
+    int8_calibration: list[str] | None = Field(
+        default=None,
+        description="Texts for static int8 scales (backend='openvino', dtype='int8').")
 
     def _checked(self, texts: object) -> list[str]:
         """A whole batch call's texts, checked before the framework cuts it into chunks:

@@ -15,6 +15,7 @@ import pytest
 
 from bge_integrations import BGEEmbedder, BGEM3Embedder
 from bge_integrations.backends import BackendExportError
+from bge_integrations.backends.calibration import calibration_key
 from bge_integrations.core.loading import clear_model_cache
 
 pytest.importorskip("onnxruntime")
@@ -258,18 +259,25 @@ def test_adapters_take_backend(tiny_bert: str, bert_embedder: BGEEmbedder) -> No
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("backend", "dtype"), [
-    ("onnx", "int8"), ("openvino", "int8"), ("torch", "int8"), ("torch", "bfloat16")])
+    ("onnx", "int8"), ("openvino", "int8"), ("openvino", "int8-static"), ("torch", "int8"),
+    ("torch", "bfloat16")])
 def test_low_precision_keeps_sts(minilm_dir: str, sts_dev: tuple, backend: str,
                                  dtype: str) -> None:
     """int8 and bf16 lose at most 0.5 STS-B dev Spearman points (x100) with MiniLM."""
     from scipy.stats import spearmanr
 
+    from bge_integrations.cli.demo import load_corpus
     from bge_integrations.core.hardware import cpu_has_native_bf16
 
     if dtype == "bfloat16" and not cpu_has_native_bf16():
         pytest.skip("bfloat16 runs only on CPUs with native bf16")
     s1, s2, gold = sts_dev
-    emb = BGEEmbedder(minilm_dir, device="cpu", pooling="mean", backend=backend, dtype=dtype)
+    static = {}
+    if dtype == "int8-static":  # calibrated on the package's 40 texts about embeddings
+        pytest.importorskip("nncf")
+        dtype, static = "int8", {"int8_calibration": [doc.text for doc in load_corpus()]}
+    emb = BGEEmbedder(minilm_dir, device="cpu", pooling="mean", backend=backend, dtype=dtype,
+                      **static)
     cosine = np.sum(emb.encode(s1) * emb.encode(s2), axis=1)
     assert 100 * spearmanr(cosine, gold).statistic >= 86.72 - 0.5  # float32: 86.72
 
@@ -317,3 +325,171 @@ def test_llm_reranker_refuses_runtime_backends(tiny_llm_reranker: str) -> None:
     with pytest.raises(ValueError, match=r"runs encoder rerankers.*backend='torch'"):
         BGEReranker(tiny_llm_reranker, device="cpu", backend="onnx")
     assert BGEReranker(tiny_llm_reranker, device="cpu", backend="auto").backend == "torch"
+
+
+# -- static int8 (OpenVINO + NNCF, calibration texts) -----------------------------------------
+CALIBRATION = [f"calibration text {i}: embeddings map passages and queries to vectors "
+               * (1 + i % 4) for i in range(24)]
+
+
+def _fake_quantize_count(graph_dir: Path) -> int:
+    return (graph_dir / "model.xml").read_text().count('type="FakeQuantize"')
+
+
+def test_static_int8_quantizes_every_product(graph_cache: Path, tiny_bert: str,
+                                             bert_embedder: BGEEmbedder) -> None:
+    pytest.importorskip("nncf")
+    static = BGEEmbedder(tiny_bert, device="cpu", backend="openvino", dtype="int8",
+                         int8_calibration=CALIBRATION)
+    dynamic = BGEEmbedder(tiny_bert, device="cpu", backend="openvino", dtype="int8")
+    assert static._loaded is not dynamic._loaded
+    graph = _graph_of(graph_cache, tiny_bert, backend="openvino", dtype="int8",
+                      calibration=calibration_key(tuple(CALIBRATION)))
+    # activations feeding the 6 products of each layer (q, k, v, attention out, two
+    # feed-forward) and attention's two matrix products get fixed int8 scales
+    layers = static._loaded.config.num_hidden_layers
+    assert _fake_quantize_count(graph) >= 6 * layers
+    got, want = static.encode(TEXTS), bert_embedder.encode(TEXTS)
+    assert np.abs(got - want).max() > 1e-7  # really quantized
+    assert np.min(np.sum(got * want, axis=1)) > 0.98
+    assert np.abs(got - dynamic.encode(TEXTS)).max() > 1e-7  # not the dynamic graph
+    _close(static.encode(TEXTS[::-1]), got[::-1])  # fixed scales: batch-independent
+
+
+def test_static_int8_m3_heads(tiny_m3: str, m3: BGEM3Embedder) -> None:
+    pytest.importorskip("nncf")
+    static = BGEM3Embedder(tiny_m3, device="cpu", backend="openvino", dtype="int8",
+                           int8_calibration=CALIBRATION)
+    got = static.encode_documents(TEXTS, dense=True, sparse=True, colbert=True)
+    want = m3.encode_documents(TEXTS, dense=True, sparse=True, colbert=True)
+    assert np.min(np.sum(got.dense * want.dense, axis=1)) > 0.999
+    for mine, ref in zip(got.colbert, want.colbert, strict=True):
+        assert mine.shape == ref.shape
+        assert np.min(np.sum(mine * ref, axis=1)) > 0.999
+    for mine, ref in zip(got.sparse, want.sparse, strict=True):  # weights near; tiny ones may
+        for token in set(mine) | set(ref):                      # cross zero (relu)
+            assert abs(mine.get(token, 0.0) - ref.get(token, 0.0)) < 0.03
+        assert {t for t, w in ref.items() if w > 0.05} <= set(mine)
+
+
+def test_calibration_is_part_of_the_graph_key(graph_cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                              tiny_bert: str) -> None:
+    pytest.importorskip("nncf")
+    from bge_integrations.backends import calibration
+
+    first = BGEEmbedder(tiny_bert, device="cpu", backend="openvino", dtype="int8",
+                        int8_calibration=CALIBRATION).encode(TEXTS)
+    other = BGEEmbedder(tiny_bert, device="cpu", backend="openvino", dtype="int8",
+                        int8_calibration=CALIBRATION[:3]).encode(TEXTS)
+    assert np.abs(first - other).max() > 1e-7  # other texts, other scales, other graph
+    clear_model_cache()
+
+    def no_quantization(*args: object) -> None:
+        raise AssertionError("the cached static graph is reused")
+
+    monkeypatch.setattr(calibration, "quantize_static", no_quantization)
+    again = BGEEmbedder(tiny_bert, device="cpu", backend="openvino", dtype="int8",
+                        int8_calibration=list(CALIBRATION))
+    _close(again.encode(TEXTS), first)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"backend": "torch", "dtype": "int8"}, ValueError, r"backend='openvino'.*got backend='torch'"),
+    ({"backend": "onnx", "dtype": "int8"}, ValueError, r"got backend='onnx'"),
+    ({"backend": "auto", "dtype": "int8"}, ValueError, r"got backend='auto'"),
+    ({"backend": "openvino"}, ValueError, r"dtype='float32'"),
+    ({"backend": "openvino", "dtype": "int8", "int8_calibration": []}, ValueError,
+     "at least one non-empty text"),
+    ({"backend": "openvino", "dtype": "int8", "int8_calibration": ["", "  "]}, ValueError,
+     "at least one non-empty text"),
+    ({"backend": "openvino", "dtype": "int8", "int8_calibration": "one text"}, TypeError,
+     "wrap it in a list"),
+    ({"backend": "openvino", "dtype": "int8", "int8_calibration": ["ok", None]}, TypeError,
+     r"int8_calibration\[1\] must be a str"),
+])
+def test_bad_calibration(tiny_bert: str, kwargs: dict, error: type, match: str) -> None:
+    kwargs = {"int8_calibration": CALIBRATION, **kwargs}
+    with pytest.raises(error, match=match):
+        BGEEmbedder(tiny_bert, device="cpu", **kwargs)
+
+
+def test_calibration_without_nncf_names_the_extra(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  tiny_bert: str) -> None:
+    monkeypatch.setenv("BGE_INTEGRATIONS_CACHE", str(tmp_path))
+    clear_model_cache()
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    with pytest.raises(ImportError, match=r"needs nncf.*bge-integrations\[openvino\]"):
+        BGEEmbedder(tiny_bert, device="cpu", backend="openvino", dtype="int8",
+                    int8_calibration=CALIBRATION)
+    assert not [d for d in _graph_dirs(tmp_path) if "calibration" in (d / "manifest.json")
+                .read_text()]  # nothing half-built is left
+
+
+def test_adapters_take_calibration(tiny_bert: str) -> None:
+    pytest.importorskip("nncf")
+    pytest.importorskip("langchain_core")
+    import pickle
+
+    from bge_integrations.langchain import BGEEmbeddings
+
+    options = {"model_name": tiny_bert, "device": "cpu", "backend": "openvino",
+               "dtype": "int8", "int8_calibration": CALIBRATION}
+    lc = BGEEmbeddings(**options)
+    want = BGEEmbedder(tiny_bert, device="cpu", backend="openvino", dtype="int8",
+                       int8_calibration=CALIBRATION).encode_documents(TEXTS[:2])
+    _close(np.array(lc.embed_documents(TEXTS[:2])), want)
+    copy = pickle.loads(pickle.dumps(lc))
+    assert copy.int8_calibration == CALIBRATION
+    _close(np.array(copy.embed_documents(TEXTS[:2])), want)
+
+
+# -- OpenVINO memory: weights file paged out, bounded shape caches -----------------------------
+def _resident_kib(path: Path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    target, total, inside = os.path.realpath(path), 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+                inside = len(fields) == 6 and fields[5] == target
+            elif inside and fields[0] == "Rss:":
+                total += int(fields[1])
+    return total
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise / smaps: Linux")
+def test_page_out_drops_read_only_mappings_only(tmp_path: Path) -> None:
+    import mmap
+
+    from bge_integrations.backends.page_out import page_out
+
+    path = tmp_path / "weights.bin"
+    data = np.random.default_rng(0).integers(0, 255, 8 << 20, dtype=np.uint8).tobytes()
+    path.write_bytes(data)
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        assert mapped[:] == data  # every page resident
+        assert _resident_kib(path) >= 8 << 10
+        advised = page_out(path)
+        if advised == 0:
+            pytest.skip("the kernel refused MADV_PAGEOUT (Linux < 5.4)")
+        assert advised >= len(data)
+        assert _resident_kib(path) < 1 << 10
+        assert mapped[:] == data  # read back from the file, unchanged
+    with path.open("r+b") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_WRITE) as mapped:
+        mapped[0] = 7
+        assert page_out(path) == 0  # a writable mapping is never touched
+        assert mapped[0] == 7
+    assert page_out(tmp_path / "absent.bin") == 0
+
+
+def test_openvino_backbone_bounds_its_memory(graph_cache: Path, tiny_bert: str,
+                                             bert_embedder: BGEEmbedder) -> None:
+    clear_model_cache()  # a fresh backbone: nothing encoded yet
+    emb = BGEEmbedder(tiny_bert, device="cpu", backend="openvino")
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" in os.environ  # set unless the user had set it
+    graph = _graph_of(graph_cache, tiny_bert, backend="openvino", dtype="float32")
+    if sys.platform.startswith("linux"):
+        weights = graph / "model.bin"
+        assert _resident_kib(weights) * 1024 < weights.stat().st_size / 2  # paged out
+    _close(emb.encode(TEXTS), bert_embedder.encode(TEXTS))  # weights read back as needed

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .base import RUNTIME_BACKENDS, Backbone, import_runtime
+from .calibration import CalibrationSet
 from .export import (
     ONNX_FILE,
     OPENVINO_FILE,
@@ -47,13 +48,17 @@ def runtime_threads() -> tuple[int, int]:
     return max(1, total // streams), streams
 
 
-def graph_parts(backend: str, dtype: str, model_dir: str, *, optimize: bool) -> dict[str, Any]:
+def graph_parts(backend: str, dtype: str, model_dir: str, *, optimize: bool,
+                calibration: CalibrationSet | None = None) -> dict[str, Any]:
     """What the cached graph depends on (its cache key)."""
     runtime = "onnxruntime" if backend == "onnx" else "openvino"
-    return {"checkpoint": checkpoint_fingerprint(model_dir), "backend": backend,
-            "dtype": dtype, "optimize": optimize, "runtime": _version(runtime),
-            "onnx": _version("onnx"), "opset": OPSET, "torch": torch.__version__,
-            "transformers": _version("transformers")}
+    parts = {"checkpoint": checkpoint_fingerprint(model_dir), "backend": backend,
+             "dtype": dtype, "optimize": optimize, "runtime": _version(runtime),
+             "onnx": _version("onnx"), "opset": OPSET, "torch": torch.__version__,
+             "transformers": _version("transformers")}
+    if calibration is not None:
+        parts.update(calibration=calibration.key, nncf=_version("nncf"))
+    return parts
 
 
 def export_parts(parts: dict[str, Any]) -> dict[str, Any]:
@@ -64,11 +69,13 @@ def export_parts(parts: dict[str, Any]) -> dict[str, Any]:
 
 def build_runtime_backbone(backend: str, dtype: str, model_name: str, model_dir: str,
                            config: Any, load_torch: Callable[[], torch.nn.Module], *,
-                           optimize: bool = True) -> Backbone:
+                           optimize: bool = True,
+                           calibration: CalibrationSet | None = None) -> Backbone:
     """The ``backend`` backbone for the checkpoint in ``model_dir``.
 
     The graph comes from the cache (:mod:`.graph_cache`) or is exported from
     ``load_torch()`` (the checked float32 model) and cached; the torch model is not kept.
+    ``calibration`` (OpenVINO int8 only) makes the int8 scales static (:mod:`.calibration`).
     """
     if backend not in RUNTIME_BACKENDS:
         msg = f"{backend!r} is not a runtime backend; valid: {', '.join(RUNTIME_BACKENDS)}."
@@ -77,8 +84,12 @@ def build_runtime_backbone(backend: str, dtype: str, model_name: str, model_dir:
         msg = (f"backend={backend!r} runs dtype 'float32' or 'int8', not {dtype!r}; "
                "use backend='torch' for float16/bfloat16.")
         raise ValueError(msg)
+    if calibration is not None and (backend, dtype) != ("openvino", "int8"):
+        msg = f"int8 calibration runs on backend='openvino', dtype='int8', not {backend}/{dtype}."
+        raise ValueError(msg)
     import_runtime(backend)  # the extra's ImportError before any export work
-    parts = graph_parts(backend, dtype, model_dir, optimize=optimize and backend == "onnx")
+    parts = graph_parts(backend, dtype, model_dir, optimize=optimize and backend == "onnx",
+                        calibration=calibration)
 
     def export(out: Path) -> None:
         export_onnx(load_torch(), out, model_name)
@@ -87,7 +98,7 @@ def build_runtime_backbone(backend: str, dtype: str, model_name: str, model_dir:
         # one float32 export per checkpoint, shared by every backend and dtype built from it
         raw = cached_graph(model_name, export_parts(parts), export) / ONNX_FILE
         if backend == "openvino":
-            to_openvino_ir(raw, out, model_name, int8=dtype == "int8")
+            to_openvino_ir(raw, out, model_name, int8=dtype == "int8", calibration=calibration)
             return
         with tempfile.TemporaryDirectory(prefix="bge-export-") as work_dir:
             final = out / ONNX_FILE

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .base import BackendExportError
+from .calibration import CalibrationSet, quantize_static
 
 __all__ = ["export_onnx", "optimize_onnx", "quantize_onnx_int8", "to_openvino_ir",
            "resave_onnx", "ONNX_FILE", "OPENVINO_FILE", "OPSET"]
@@ -165,20 +166,26 @@ def quantize_onnx_int8(src: Path, dst: Path, model_name: str) -> Path:
     return dst
 
 
-def to_openvino_ir(src: Path, out_dir: Path, model_name: str, *, int8: bool) -> Path:
+def to_openvino_ir(src: Path, out_dir: Path, model_name: str, *, int8: bool,
+                   calibration: CalibrationSet | None = None) -> Path:
     """Convert the ONNX graph to OpenVINO IR (``model.xml`` + ``model.bin``); with ``int8``
-    the MatMul weights are stored per-channel int8 (see :mod:`.openvino_int8`)."""
+    the MatMul weights are stored per-channel int8 (see :mod:`.openvino_int8`), or with a
+    ``calibration`` set every product gets static int8 scales (see :mod:`.calibration`)."""
     import openvino as ov
 
     try:
         with _quiet():
             model = ov.convert_model(str(src))
-            if int8:
+            if calibration is not None:
+                model = quantize_static(model, calibration)
+            elif int8:
                 from .openvino_int8 import compress_matmul_weights
 
                 compress_matmul_weights(model)
             out = out_dir / OPENVINO_FILE
             ov.save_model(model, str(out), compress_to_fp16=False)
+    except ImportError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise _fail(model_name, "convert to OpenVINO", exc) from exc
     return out

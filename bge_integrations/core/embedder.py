@@ -44,7 +44,8 @@ class EncoderBase(ModelHandle):
                  show_progress: bool = False, trust_remote_code: bool = False,
                  max_texts_per_call: int | None = None,
                  max_tokens_per_call: int | None = None,
-                 num_workers: int | None = None, backend: str = "torch") -> None:
+                 num_workers: int | None = None, backend: str = "torch",
+                 int8_calibration: Sequence[str] | None = None) -> None:
         self.model_name = os.fspath(model_name_or_path)
         if spec.trust_remote_code and not trust_remote_code:
             msg = (f"Model {self.model_name!r} needs its own modelling code "
@@ -58,7 +59,7 @@ class EncoderBase(ModelHandle):
         self.max_texts_per_call = optional_positive_int(max_texts_per_call, "max_texts_per_call")
         loaded = [load_model(self.model_name, device=d, dtype=dtype,
                              trust_remote_code=trust_remote_code, show_progress=show_progress,
-                             backend=backend)
+                             backend=backend, int8_calibration=int8_calibration)
                   for d in _devices(device)]
         self._loaded: LoadedModel = loaded[0]
         self.query_max_length, self.passage_max_length, self._max_positions = resolve_lengths(
@@ -214,6 +215,10 @@ class BGEEmbedder(EncoderBase):
             ``pip install 'bge-integrations[onnx]'``), ``"openvino"`` (``[openvino]``), both on
             the CPU in float32 or ``dtype="int8"``, or ``"auto"`` (the fastest measured on
             this CPU; docs/performance.md). Pooling, heads and batching are the same for all.
+        int8_calibration: texts like the ones you will embed (a few hundred), for
+            ``backend="openvino", dtype="int8"``: static int8 scales measured on them once
+            (NNCF; cached with the graph), faster than the default dynamic int8
+            (docs/backends.md). Needs ``[openvino]``; other backends refuse it.
 
     Example:
         >>> emb = BGEEmbedder("BAAI/bge-small-en-v1.5")  # doctest: +SKIP
@@ -232,7 +237,8 @@ class BGEEmbedder(EncoderBase):
                  show_progress: bool = False, trust_remote_code: bool = False,
                  max_texts_per_call: int | None = None,
                  max_tokens_per_call: int | None = None,
-                 num_workers: int | None = None, backend: str = "torch") -> None:
+                 num_workers: int | None = None, backend: str = "torch",
+                 int8_calibration: Sequence[str] | None = None) -> None:
         spec = resolve_spec(model_name_or_path, pooling=pooling,
                             query_instruction=query_instruction,
                             query_instruction_format=query_instruction_format)
@@ -243,7 +249,7 @@ class BGEEmbedder(EncoderBase):
                          show_progress=show_progress, trust_remote_code=trust_remote_code,
                          max_texts_per_call=max_texts_per_call,
                          max_tokens_per_call=max_tokens_per_call, num_workers=num_workers,
-                         backend=backend)
+                         backend=backend, int8_calibration=int8_calibration)
         self._icl_prefix = ""
         if examples is not None:
             self.set_examples(examples)

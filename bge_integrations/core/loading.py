@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ import transformers
 from packaging.version import Version
 
 from ..backends.base import RUNTIME_BACKENDS, Backbone, check_backend
+from ..backends.calibration import calibration_key, calibration_set, check_calibration
 from ..backends.torch_backbone import TorchBackbone
 from .hardware import resolve_device, resolve_dtype
 from .lean_encoder import LeanEncoder
@@ -94,7 +95,7 @@ class LoadedModel:
             return self.extras[key]
 
 
-_CACHE: dict[tuple[str, str, str, bool, str, str], LoadedModel] = {}
+_CACHE: dict[tuple[str, str, str, bool, str, str, str | None], LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -114,7 +115,8 @@ def forget_model(loaded: LoadedModel) -> None:
 def load_model(name_or_path: str, *, device: str | torch.device | None = "auto",
                dtype: str | torch.dtype | None = "auto",
                trust_remote_code: bool = False, show_progress: bool = False,
-               backend: str = "torch", model_class: Any = None) -> LoadedModel:
+               backend: str = "torch", model_class: Any = None,
+               int8_calibration: Sequence[str] | None = None) -> LoadedModel:
     """Load (or reuse) tokenizer + backbone for ``(model, device, dtype, backend)``.
 
     ``model_class``: what loads the weights (anything with ``from_pretrained``, e.g.
@@ -124,9 +126,12 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = "auto",
     shows its bars only with ``show_progress=True``; a checkpoint with missing or unknown
     backbone weights raises :class:`IncompleteCheckpointError` instead of loading random ones.
     ``backend`` is ``"torch"``, ``"onnx"``, ``"openvino"`` or ``"auto"``
-    (:func:`bge_integrations.backends.auto.choose_backend`).
+    (:func:`bge_integrations.backends.auto.choose_backend`). ``int8_calibration`` (texts;
+    OpenVINO int8 only) makes the int8 scales static (:mod:`bge_integrations.backends.calibration`).
     """
     backend = check_backend(backend)
+    if int8_calibration is not None and backend != "openvino":
+        check_calibration(int8_calibration, backend, str(dtype))  # raises: not OpenVINO
     if backend == "auto":
         from ..backends.auto import choose_backend
 
@@ -140,17 +145,19 @@ def load_model(name_or_path: str, *, device: str | torch.device | None = "auto",
     else:
         resolved_device = resolve_device(device)
         dtype_name = resolve_dtype(dtype, resolved_device)
+    calibration = check_calibration(int8_calibration, backend, dtype_name)
     with quiet_transformers(hub_bars=show_progress):
         path = resolve_model_dir(name_or_path)
     key = (path, str(resolved_device), dtype_name, bool(trust_remote_code), backend,
-           getattr(model_class, "__qualname__", "AutoModel"))
+           getattr(model_class, "__qualname__", "AutoModel"),
+           None if calibration is None else calibration_key(calibration))
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
             return cached
         with quiet_transformers():
             loaded = _load_uncached(name_or_path, path, resolved_device, dtype_name,
-                                    trust_remote_code, backend, model_class)
+                                    trust_remote_code, backend, model_class, calibration)
         _CACHE[key] = loaded
         return loaded
 
@@ -206,8 +213,8 @@ RUNTIME_HEADS = {"XLMRobertaForSequenceClassification": "classifier",
 
 
 def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
-                   trust_remote_code: bool, backend: str, model_class: Any = None
-                   ) -> LoadedModel:
+                   trust_remote_code: bool, backend: str, model_class: Any = None,
+                   calibration: tuple[str, ...] | None = None) -> LoadedModel:
     from transformers import AutoConfig, AutoTokenizer
 
     tokenizer = _from_pretrained(name, path, lambda: AutoTokenizer.from_pretrained(
@@ -239,7 +246,9 @@ def _load_uncached(name: str, path: str, device: torch.device, dtype_name: str,
         def float_backbone() -> torch.nn.Module:
             return base
 
-    backbone = build_runtime_backbone(backend, dtype_name, name, path, config, float_backbone)
+    backbone = build_runtime_backbone(
+        backend, dtype_name, name, path, config, float_backbone,
+        calibration=None if calibration is None else calibration_set(calibration, tokenizer))
     return LoadedModel(name=name, path=path, tokenizer=tokenizer, model=None, device=device,
                        dtype=dtype_name, backbone=backbone, config=config, head=head)
 

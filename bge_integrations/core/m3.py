@@ -93,7 +93,8 @@ class BGEM3Embedder(EncoderBase):
                  show_progress: bool = False, trust_remote_code: bool = False,
                  max_texts_per_call: int | None = None,
                  max_tokens_per_call: int | None = None,
-                 num_workers: int | None = None, backend: str = "torch") -> None:
+                 num_workers: int | None = None, backend: str = "torch",
+                 int8_calibration: Sequence[str] | None = None) -> None:
         spec = resolve_spec(model_name_or_path, family=Family.M3.value, pooling="cls",
                             max_length=8192)
         super().__init__(model_name_or_path, spec, device=device, dtype=dtype,
@@ -103,7 +104,7 @@ class BGEM3Embedder(EncoderBase):
                          show_progress=show_progress, trust_remote_code=trust_remote_code,
                          max_texts_per_call=max_texts_per_call,
                          max_tokens_per_call=max_tokens_per_call, num_workers=num_workers,
-                         backend=backend)
+                         backend=backend, int8_calibration=int8_calibration)
         if not any(os.path.isfile(os.path.join(self._loaded.path, f))
                    for f in HEAD_FILES.values()):
             raise FileNotFoundError(missing_heads_message(self._loaded.path, list(HEAD_FILES)))
