@@ -444,52 +444,26 @@ def test_adapters_take_calibration(tiny_bert: str) -> None:
     _close(np.array(copy.embed_documents(TEXTS[:2])), want)
 
 
-# -- OpenVINO memory: weights file paged out, bounded shape caches -----------------------------
-def _resident_kib(path: Path) -> int:
-    """Resident KiB of this process's mappings of ``path`` (from /proc/self/smaps)."""
-    target, total, inside = os.path.realpath(path), 0, False
-    with open("/proc/self/smaps") as smaps:
-        for line in smaps:
-            fields = line.split()
-            if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
-                inside = len(fields) == 6 and fields[5] == target
-            elif inside and fields[0] == "Rss:":
-                total += int(fields[1])
-    return total
+def test_static_int8_bounds_openvino_shape_caches(monkeypatch: pytest.MonkeyPatch,
+                                                  tiny_bert: str) -> None:
+    """Static int8 graphs keep at most 64 compiled shapes (their kernels otherwise grew to
+    GBs over a long call); float32 and dynamic int8 keep OpenVINO's defaults."""
+    pytest.importorskip("nncf")
+    from bge_integrations.backends import runtime_backbones
 
+    configs: list[int | None] = []
+    real_init = runtime_backbones.OpenVinoBackbone.__init__
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise / smaps: Linux")
-def test_page_out_drops_read_only_mappings_only(tmp_path: Path) -> None:
-    import mmap
+    def recording_init(self: Any, path: Path, **kwargs: Any) -> None:
+        configs.append(kwargs.get("shape_cache"))
+        real_init(self, path, **kwargs)
 
-    from bge_integrations.backends.page_out import page_out
-
-    path = tmp_path / "weights.bin"
-    data = np.random.default_rng(0).integers(0, 255, 8 << 20, dtype=np.uint8).tobytes()
-    path.write_bytes(data)
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-        assert mapped[:] == data  # every page resident
-        assert _resident_kib(path) >= 8 << 10
-        advised = page_out(path)
-        if advised == 0:
-            pytest.skip("the kernel refused MADV_PAGEOUT (Linux < 5.4)")
-        assert advised >= len(data)
-        assert _resident_kib(path) < 1 << 10
-        assert mapped[:] == data  # read back from the file, unchanged
-    with path.open("r+b") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_WRITE) as mapped:
-        mapped[0] = 7
-        assert page_out(path) == 0  # a writable mapping is never touched
-        assert mapped[0] == 7
-    assert page_out(tmp_path / "absent.bin") == 0
-
-
-def test_openvino_backbone_bounds_its_memory(graph_cache: Path, tiny_bert: str,
-                                             bert_embedder: BGEEmbedder) -> None:
-    clear_model_cache()  # a fresh backbone: nothing encoded yet
-    emb = BGEEmbedder(tiny_bert, device="cpu", backend="openvino")
-    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" in os.environ  # set unless the user had set it
-    graph = _graph_of(graph_cache, tiny_bert, backend="openvino", dtype="float32")
-    if sys.platform.startswith("linux"):
-        weights = graph / "model.bin"
-        assert _resident_kib(weights) * 1024 < weights.stat().st_size / 2  # paged out
-    _close(emb.encode(TEXTS), bert_embedder.encode(TEXTS))  # weights read back as needed
+    monkeypatch.setattr(runtime_backbones.OpenVinoBackbone, "__init__", recording_init)
+    clear_model_cache()
+    BGEEmbedder(tiny_bert, device="cpu", backend="openvino")
+    BGEEmbedder(tiny_bert, device="cpu", backend="openvino", dtype="int8")
+    static = BGEEmbedder(tiny_bert, device="cpu", backend="openvino", dtype="int8",
+                         int8_calibration=CALIBRATION)
+    assert configs == [None, None, runtime_backbones.STATIC_INT8_SHAPE_CACHE]
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" in os.environ
+    assert static.encode(TEXTS).shape == (len(TEXTS), static.dim)

@@ -23,7 +23,7 @@ from .export import (
     to_openvino_ir,
 )
 from .graph_cache import cached_graph, checkpoint_fingerprint
-from .runtime_backbones import OnnxBackbone, OpenVinoBackbone
+from .runtime_backbones import STATIC_INT8_SHAPE_CACHE, OnnxBackbone, OpenVinoBackbone
 
 __all__ = ["build_runtime_backbone", "RUNTIME_DTYPES", "runtime_threads"]
 
@@ -114,4 +114,5 @@ def build_runtime_backbone(backend: str, dtype: str, model_name: str, model_dir:
     threads, streams = runtime_threads()
     if backend == "onnx":
         return OnnxBackbone(graph / ONNX_FILE, threads=threads)
-    return OpenVinoBackbone(graph / OPENVINO_FILE, threads=threads, streams=streams)
+    return OpenVinoBackbone(graph / OPENVINO_FILE, threads=threads, streams=streams,
+                            shape_cache=None if calibration is None else STATIC_INT8_SHAPE_CACHE)

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from .base import import_runtime
-from .page_out import page_out
 
 __all__ = ["OnnxBackbone", "OpenVinoBackbone"]
 
@@ -50,10 +49,11 @@ class OnnxBackbone:
         return torch.from_numpy(hidden)
 
 
-#: compiled kernels OpenVINO (its runtime cache) and its oneDNN (primitive cache) keep, one
-#: per input shape; length-sorted batches bring hundreds of shapes, and with their default
-#: capacities (5,000 and 1,024) the kernels of static int8 graphs grew to 1.5 GB on bge-small
-_SHAPE_CACHE_ENTRIES = 64
+#: compiled kernels OpenVINO (its runtime cache) and its oneDNN (primitive cache) keep per
+#: input shape, for static int8 graphs; length-sorted batches bring hundreds of shapes, and with
+#: the default capacities (5,000 and 1,024) a static int8 graph's kernels held 940 MiB on MiniLM
+#: and 2.2 GB on bge-small after 5,000 texts
+STATIC_INT8_SHAPE_CACHE = 64
 
 
 class OpenVinoBackbone:
@@ -61,10 +61,10 @@ class OpenVinoBackbone:
     on CPUs with bf16 OpenVINO would otherwise compute in bf16).
 
     One infer request per calling thread; ``streams`` requests may run at once, each on
-    ``threads`` threads. Memory: at most :data:`_SHAPE_CACHE_ENTRIES` compiled shapes are
-    kept (``$ONEDNN_PRIMITIVE_CACHE_CAPACITY``, when set before the first OpenVINO model of
-    the process, is left as it is), and the weights file is paged out once OpenVINO has
-    copied the weights into its own layout (:mod:`.page_out`).
+    ``threads`` threads. ``shape_cache``: how many compiled shapes OpenVINO and its oneDNN
+    keep (``None``: their defaults); static int8 graphs use :data:`STATIC_INT8_SHAPE_CACHE`
+    (``$ONEDNN_PRIMITIVE_CACHE_CAPACITY``, when set before the first OpenVINO model of the
+    process, is left as it is).
 
     Example:
         >>> backbone = OpenVinoBackbone(path, threads=1, streams=2)  # doctest: +SKIP
@@ -74,24 +74,21 @@ class OpenVinoBackbone:
 
     name = "openvino"
 
-    def __init__(self, path: Path, *, threads: int, streams: int) -> None:
+    def __init__(self, path: Path, *, threads: int, streams: int,
+                 shape_cache: int | None = None) -> None:
         ov = import_runtime("openvino")
-        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(_SHAPE_CACHE_ENTRIES))
-        core = ov.Core()
-        self._compiled = core.compile_model(str(path), "CPU", {
-            "INFERENCE_PRECISION_HINT": "f32",
-            "INFERENCE_NUM_THREADS": str(threads * streams),
-            "NUM_STREAMS": str(streams),
-            "CPU_RUNTIME_CACHE_CAPACITY": str(_SHAPE_CACHE_ENTRIES),
-        })
-        weights = path.with_suffix(".bin")
-        page_out(weights)  # copied at compilation ...
+        config = {"INFERENCE_PRECISION_HINT": "f32",
+                  "INFERENCE_NUM_THREADS": str(threads * streams),
+                  "NUM_STREAMS": str(streams)}
+        if shape_cache is not None:
+            os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(shape_cache))
+            config["CPU_RUNTIME_CACHE_CAPACITY"] = str(shape_cache)
+        self._compiled = ov.Core().compile_model(str(path), "CPU", config)
         self._local = threading.local()
         # One inference here, on one thread: OpenVINO's Python binding initialises its numpy
         # bridge lazily, and two engine workers doing that at once can deadlock on the GIL.
         ones = torch.ones((1, 2), dtype=torch.long)
         self(ones, ones)
-        page_out(weights)  # ... and again by the first inference
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
                  first_token_only: bool = False) -> torch.Tensor:
