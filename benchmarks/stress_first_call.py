@@ -18,39 +18,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-from bench_encode import SHAPES, build_random_bert, make_texts, vocab_dir  # noqa: E402
-from common import REPO  # noqa: E402
+from bench_encode import (  # noqa: E402
+    OURS,
+    SHAPES,
+    build_random_bert,
+    make_texts,
+    run_contender,
+    vocab_dir,
+)
 
 WRONG = 1e-4
-
-
-def embed(job: dict) -> None:
-    """In a fresh process: load, one ``encode_documents`` call, save the vectors."""
-    sys.path.insert(0, str(REPO))
-    import torch
-
-    from bge_integrations import BGEEmbedder
-
-    torch.set_num_threads(job["threads"])
-    model = BGEEmbedder(job["model"], pooling="cls", backend=job["backend"],
-                        passage_max_length=512)
-    texts = json.loads(Path(job["texts"]).read_text())
-    np.save(job["out"], model.encode_documents(texts))
-
-
-def run_trial(job: dict, work: Path, name: str) -> np.ndarray:
-    spec = work / f"{name}.json"
-    spec.write_text(json.dumps({**job, "out": str(work / f"{name}.npy")}))
-    subprocess.run([sys.executable, __file__, "--job", str(spec)], check=True)
-    return np.load(work / f"{name}.npy")
 
 
 def main() -> None:
@@ -59,11 +42,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--texts", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.job:
-        embed(json.loads(Path(args.job).read_text()))
-        return
     with tempfile.TemporaryDirectory(prefix="bge-stress-") as tmp:
         work = Path(tmp)
         os.environ.setdefault("BGE_INTEGRATIONS_CACHE", str(work / "cache"))
@@ -74,13 +53,19 @@ def main() -> None:
 
         texts = make_texts(args.texts, 0.05, AutoTokenizer.from_pretrained(str(vocab)), seed=5)
         (work / "texts.json").write_text(json.dumps(texts))
-        job = {"model": str(model), "texts": str(work / "texts.json"), "threads": args.threads}
-        reference = run_trial({**job, "backend": "torch"}, work, "torch")
-        run_trial({**job, "backend": args.backend}, work, "build")  # exports the graph
+        # bench_encode's worker: a fresh process, one encode_documents call, vectors saved
+        job = {"path": str(model), "pooling": "cls", "max_length": 512,
+               "texts": str(work / "texts.json"), "threads": args.threads}
+        contender = f"{OURS} {args.backend}"
+
+        def first_call(name: str) -> np.ndarray:
+            return np.load(run_contender(name, job, work, None)["embeddings"])
+
+        reference = first_call(OURS)  # the torch backend
+        first_call(contender)  # exports the graph into the cache
         failed = 0
         for trial in range(1, args.trials + 1):
-            got = run_trial({**job, "backend": args.backend}, work, f"trial-{trial}")
-            rows = np.abs(got - reference).max(axis=1)
+            rows = np.abs(first_call(contender) - reference).max(axis=1)
             wrong = int((rows > WRONG).sum())
             failed += wrong > 0
             print(f"trial {trial}: max diff {rows.max():.2e}, wrong rows {wrong}", flush=True)
