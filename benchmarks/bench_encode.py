@@ -178,10 +178,11 @@ def our_options(name: str, dtype: str = "float32") -> dict:
     backend, our_dtype = BACKEND_CONTENDERS.get(
         name, ("torch", "int8" if name.endswith("int8") else dtype))
     options = {"backend": backend, "dtype": our_dtype}
-    if name in CALIBRATED:
-        from bge_integrations.cli.demo import load_corpus
-
-        options["int8_calibration"] = [doc.text for doc in load_corpus()]
+    if name in CALIBRATED:  # the demo corpus's texts, read without importing the CLI
+        # (cli.demo.load_corpus would add ~26 MiB of imports to this contender's peak RSS)
+        corpus = REPO / "bge_integrations" / "data" / "corpus.jsonl"
+        options["int8_calibration"] = [json.loads(line)["text"]
+                                       for line in corpus.read_text().splitlines() if line]
     return options
 
 
