@@ -467,3 +467,38 @@ def test_static_int8_bounds_openvino_shape_caches(monkeypatch: pytest.MonkeyPatc
     assert configs == [None, None, runtime_backbones.STATIC_INT8_SHAPE_CACHE]
     assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" in os.environ
     assert static.encode(TEXTS).shape == (len(TEXTS), static.dim)
+
+
+def test_openvino_runs_one_request_at_a_time_on_every_thread(tiny_bert: str,
+                                                              bert_embedder: BGEEmbedder
+                                                              ) -> None:
+    """One stream on all of torch's threads, the callers taking turns: two streams side by
+    side gave a wrong row in about 1 of 11 fresh processes' first calls (a batch whose shape
+    was new to the process; benchmarks/stress_first_call.py). Calls from many threads at
+    once still give each caller its own rows."""
+    import threading
+
+    import torch
+
+    emb = BGEEmbedder(tiny_bert, device="cpu", backend="openvino")
+    compiled = emb._loaded.backbone._compiled
+    assert int(compiled.get_property("NUM_STREAMS")) == 1
+    assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == torch.get_num_threads()
+    # its own token budget (bigger batches suit one inference on every thread); yours wins
+    assert emb._engine.max_batch_tokens == emb._loaded.backbone.batch_tokens == 1024
+    assert bert_embedder._engine.max_batch_tokens == 512
+    mine = BGEEmbedder(tiny_bert, device="cpu", backend="openvino", max_batch_tokens=300)
+    assert mine._engine.max_batch_tokens == 300
+    batches = [[f"text {i} " * (1 + i % 7) + t for t in TEXTS] for i in range(8)]
+    got: dict[int, np.ndarray] = {}
+
+    def encode(i: int) -> None:
+        got[i] = emb.encode_documents(batches[i])
+
+    threads = [threading.Thread(target=encode, args=(i,)) for i in range(len(batches))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i, batch in enumerate(batches):
+        _close(got[i], bert_embedder.encode_documents(batch))

@@ -29,6 +29,8 @@ class Backbone(Protocol):
 
     ``first_token_only`` is a hint: a backbone may then return only the first token's state
     (shape ``(batch, 1, hidden)``), which is all CLS pooling reads; it may also ignore it.
+    A backbone may also carry ``batch_tokens``, the padded-token budget per forward pass it
+    runs best with; the engine then uses it in place of its per-device default.
     """
 
     name: str

@@ -40,12 +40,12 @@ def _version(package: str) -> str:
         return "absent"
 
 
-def runtime_threads() -> tuple[int, int]:
-    """(threads per request, requests side by side): torch's thread count shared by the
-    engine's CPU workers, as the torch backend shares it."""
+def runtime_threads() -> int:
+    """Threads of one ONNX Runtime request: torch's thread count shared by the engine's CPU
+    workers, which run requests side by side, as the torch backend shares it. (OpenVINO runs
+    one request at a time on every thread: :class:`.runtime_backbones.OpenVinoBackbone`.)"""
     total = max(1, torch.get_num_threads())
-    streams = min(_WORKERS, total)
-    return max(1, total // streams), streams
+    return max(1, total // min(_WORKERS, total))
 
 
 def graph_parts(backend: str, dtype: str, model_dir: str, *, optimize: bool,
@@ -111,8 +111,7 @@ def build_runtime_backbone(backend: str, dtype: str, model_name: str, model_dir:
                 quantize_onnx_int8(fused, final, model_name)
 
     graph = cached_graph(model_name, parts, build)
-    threads, streams = runtime_threads()
     if backend == "onnx":
-        return OnnxBackbone(graph / ONNX_FILE, threads=threads)
-    return OpenVinoBackbone(graph / OPENVINO_FILE, threads=threads, streams=streams,
+        return OnnxBackbone(graph / ONNX_FILE, threads=runtime_threads())
+    return OpenVinoBackbone(graph / OPENVINO_FILE, threads=max(1, torch.get_num_threads()),
                             shape_cache=None if calibration is None else STATIC_INT8_SHAPE_CACHE)

@@ -204,7 +204,8 @@ class BGEEmbedder(EncoderBase):
             long text.
         normalize: L2-normalize the output.
         batch_size: most texts per forward pass.
-        max_batch_tokens: most padded tokens per forward pass.
+        max_batch_tokens: most padded tokens per forward pass (``None``: 512 on a CPU,
+            1,024 with ``backend="openvino"``; more on GPUs).
         show_progress: tqdm progress bar.
         trust_remote_code: allow the checkpoint's own Python code.
         max_texts_per_call: reject calls with more texts, with a clear error (``None``: no limit).

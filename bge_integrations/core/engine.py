@@ -57,7 +57,8 @@ class Engine:
         replicas: the same model loaded on further devices; each device then runs batches
             side by side with ``loaded``'s (one worker per device).
         batch_size: most texts in one forward pass.
-        max_batch_tokens: most padded tokens in one forward pass (None: a default per device).
+        max_batch_tokens: most padded tokens in one forward pass (None: the backbone's
+            ``batch_tokens`` when it has one, else a default per device).
         show_progress: show a tqdm bar.
         progress_label: what the bar says it is doing (``"Embedding"``, ``"Reranking"``).
         max_tokens_per_call: reject a call holding more tokens than this (``None``: no limit).
@@ -82,7 +83,8 @@ class Engine:
             msg = f"batch_size must be a positive int, got {batch_size!r}."
             raise ValueError(msg)
         if max_batch_tokens is None:
-            max_batch_tokens = DEFAULT_BATCH_TOKENS.get(loaded.device.type, 4096)
+            max_batch_tokens = (getattr(loaded.backbone, "batch_tokens", None)
+                                or DEFAULT_BATCH_TOKENS.get(loaded.device.type, 4096))
         if not isinstance(max_batch_tokens, int) or max_batch_tokens <= 0:
             msg = f"max_batch_tokens must be a positive int, got {max_batch_tokens!r}."
             raise ValueError(msg)
