@@ -64,10 +64,10 @@ class OpenVinoBackbone:
     lock), and each inference uses every thread. Two streams side by side (one per worker)
     were at most 10% faster but raced: in a fresh process, a batch whose shape was new to the
     process sometimes came out wrong (one row off by ~0.1 in about 1 of 11 first calls;
-    docs/backends.md, Precision). ``shape_cache``: how many compiled shapes OpenVINO and its oneDNN keep
-    (``None``: their defaults); static int8 graphs use :data:`STATIC_INT8_SHAPE_CACHE`
-    (``$ONEDNN_PRIMITIVE_CACHE_CAPACITY``, when set before the first OpenVINO model of the
-    process, is left as it is).
+    docs/backends.md, Precision). ``shape_cache``: how many compiled shapes OpenVINO and its
+    oneDNN keep (``None``: their defaults); static int8 graphs use
+    :data:`STATIC_INT8_SHAPE_CACHE` (``$ONEDNN_PRIMITIVE_CACHE_CAPACITY``, when set before the
+    first OpenVINO model of the process, is left as it is).
 
     Example:
         >>> backbone = OpenVinoBackbone(path, threads=2)  # doctest: +SKIP
