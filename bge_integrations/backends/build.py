@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..core.engine import DEFAULT_CPU_WORKERS
 from .base import RUNTIME_BACKENDS, Backbone, import_runtime
 from .calibration import CalibrationSet
 from .export import (
@@ -29,8 +30,6 @@ __all__ = ["build_runtime_backbone", "RUNTIME_DTYPES", "runtime_threads"]
 
 #: compute dtypes the runtime backends offer
 RUNTIME_DTYPES = ("float32", "int8")
-#: engine workers the runtime is sized for (the engine's CPU default; see core/engine.py)
-_WORKERS = 2
 
 
 def _version(package: str) -> str:
@@ -45,7 +44,7 @@ def runtime_threads() -> int:
     workers, which run requests side by side, as the torch backend shares it. (OpenVINO runs
     one request at a time on every thread: :class:`.runtime_backbones.OpenVinoBackbone`.)"""
     total = max(1, torch.get_num_threads())
-    return max(1, total // min(_WORKERS, total))
+    return max(1, total // min(DEFAULT_CPU_WORKERS, total))
 
 
 def graph_parts(backend: str, dtype: str, model_dir: str, *, optimize: bool,
