@@ -7,6 +7,8 @@ or, for int8, keep STS-B quality within half a point.
 from __future__ import annotations
 
 import csv
+import gc
+import shutil
 import threading
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import torch
 from bge_integrations import BGEEmbedder, BGEM3Embedder
 from bge_integrations.core.engine import Engine
 from bge_integrations.core.lean_encoder import lean_encoder
-from bge_integrations.core.loading import LoadedModel, load_model, quantize_int8
+from bge_integrations.core.loading import LoadedModel, forget_model, load_model, quantize_int8
 
 STS_DEV = Path(__file__).parent / "data" / "sts-dev.csv"
 #: all-MiniLM-L6-v2, mean pooling, float32, x100 (sentence-transformers gives the same)
@@ -32,6 +34,40 @@ def test_int8_quantizes_every_linear_with_per_channel_weights(tiny_bert: str) ->
                  if type(m).__name__ == "Linear" and hasattr(m, "weight") and callable(m.weight)]
     assert quantized
     assert all(m.weight().qscheme() == torch.per_channel_affine for m in quantized)
+
+
+def _mapped(path: Path) -> bool:
+    target = str(path.resolve())
+    return any(line.endswith(target) for line in Path("/proc/self/maps").read_text().splitlines())
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's memory maps")
+def test_int8_releases_the_float32_checkpoint_from_memory(tiny_bert: str, tmp_path: Path
+                                                          ) -> None:
+    # a private copy: float32 loads of the shared tiny model elsewhere keep that one mapped
+    checkpoint = Path(shutil.copytree(tiny_bert, tmp_path / "bert"))
+    weights = checkpoint / "model.safetensors"
+    float32 = load_model(str(checkpoint), device="cpu", dtype="float32")
+    ids = torch.tensor([[101, 7, 8, 9, 102]])
+    mask = torch.ones_like(ids)
+    int8 = load_model(str(checkpoint), device="cpu", dtype="int8")
+    with torch.inference_mode():  # (an autograd graph would hold the weights)
+        want, got = float32.backbone(ids, mask), int8.backbone(ids, mask)
+    assert torch.nn.functional.cosine_similarity(got[0], want[0], dim=-1).min() > 0.99
+    forget_model(float32)
+    del float32
+    gc.collect()
+    assert not _mapped(weights)  # the int8 model holds no view of the checkpoint's file
+    forget_model(int8)
+
+
+def test_quantize_int8_keeps_tied_tensors_tied() -> None:
+    net = torch.nn.ModuleDict({"a": torch.nn.LayerNorm(8), "b": torch.nn.LayerNorm(8),
+                               "out": torch.nn.Linear(8, 8)})
+    net["b"].weight = net["a"].weight
+    quantize_int8(net)
+    assert net["b"].weight is net["a"].weight
+    assert type(net["out"]) is not torch.nn.Linear
 
 
 def test_quantize_int8_keeps_the_output_close() -> None:
