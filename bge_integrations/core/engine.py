@@ -18,7 +18,7 @@ from .inputs import optional_positive_int
 from .loading import LoadedModel
 from .registry import Pooling
 from .scheduler import BatchQueue, drain
-from .truncate import token_ids
+from .tokenize_threads import token_ids_in_threads
 
 __all__ = ["Engine", "Head", "ModelCall", "DEFAULT_BATCH_TOKENS", "DEFAULT_CPU_WORKERS",
            "padding_side_for"]
@@ -103,9 +103,11 @@ class Engine:
 
     def tokenize(self, texts: Sequence[str], max_length: int, **kwargs: Any) -> list[list[int]]:
         """Token ids with special tokens, truncated to ``max_length`` (long texts are read only
-        as far as the limit needs: :mod:`.truncate`)."""
+        as far as the limit needs: :mod:`.truncate`); large calls tokenize on torch's threads
+        (:mod:`.tokenize_threads`)."""
         with self.loaded.tokenizer_lock:
-            return token_ids(self.loaded.tokenizer, texts, max_length, **kwargs)
+            return token_ids_in_threads(self.loaded.tokenizer, texts, max_length,
+                                        threads=torch.get_num_threads(), **kwargs)
 
     def call_tokenizer(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(tokenizer)`` holding the tokenizer lock (fast tokenizers are not reentrant)."""
