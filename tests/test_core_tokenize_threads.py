@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import threading
+import time
+from typing import Any
 
 import pytest
 
@@ -17,8 +19,9 @@ def _texts(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     words = ["panda", "bear", "中文", "naïve", "café", "😀", "the", "quick", "fox", "!!"]
     out = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 40))) for _ in range(n)]
-    out[n // 2] = "panda " * 5_000  # over the prefix budget: read from a prefix
-    out[n // 3] = ""
+    for i in (3, n // 3, n // 2, n - 2):  # over the prefix budget: read from a prefix
+        out[i] = f"panda {i} " * 3_000
+    out[n // 4] = ""
     return out
 
 
@@ -49,6 +52,50 @@ def test_threads_give_the_ids_of_one_call(model: str, request: pytest.FixtureReq
         assert len([n for n in threads_used if n.startswith("bge-tokenize")]) >= 2
     got = token_ids_in_threads(tokenizer, texts, 64, threads=2, add_special_tokens=False)
     assert got == token_ids(tokenizer, texts, 64, add_special_tokens=False)
+
+
+class _Watched:
+    """A fast tokenizer that records calls whose settings differ from a call running at the
+    same time in another thread (a real one raises "Already borrowed" at such a change)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._lock = threading.Lock()
+        self._running: dict[int, str] = {}
+        self.clashes: list[str] = []
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, batch: list[str], **kwargs: Any) -> Any:
+        settings = repr(sorted(kwargs.items()))
+        with self._lock:
+            self.calls += 1
+            if any(other != settings for other in self._running.values()):
+                self.clashes.append(settings)
+            self._running[threading.get_ident()] = settings
+        try:
+            time.sleep(0.002)  # widen the window two calls could overlap in
+            return self._tokenizer(batch, **kwargs)
+        finally:
+            with self._lock:
+                del self._running[threading.get_ident()]
+
+
+@pytest.mark.parametrize("model", ["minilm_dir", "tiny_m3"])
+def test_calls_side_by_side_share_one_setting(model: str, request: pytest.FixtureRequest
+                                              ) -> None:
+    """Long texts are read from prefixes by calls with other settings: never beside others."""
+    from transformers import AutoTokenizer
+
+    watched = _Watched(AutoTokenizer.from_pretrained(request.getfixturevalue(model)))
+    texts = _texts(4 * MIN_TEXTS_PER_THREAD, seed=2)
+    want = token_ids(watched._tokenizer, texts, 48)
+    for _ in range(3):
+        assert token_ids_in_threads(watched, texts, 48, threads=4) == want
+    assert watched.clashes == []
+    assert watched.calls > 3 * 5  # prefix reads of the long texts, the first text, 4 parts
 
 
 def test_small_calls_and_one_thread_stay_in_the_calling_thread(minilm_dir: str,

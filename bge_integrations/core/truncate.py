@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["token_ids", "CHARS_PER_TOKEN", "SAFE_CHARS"]
+__all__ = ["token_ids", "prefix_budget", "CHARS_PER_TOKEN", "SAFE_CHARS"]
 
 #: first prefix: this many characters per token of the limit (English averages about 4-5)
 CHARS_PER_TOKEN = 8
@@ -52,7 +52,7 @@ def token_ids(tokenizer: Any, texts: Sequence[str], max_length: int, **kwargs: A
     reading only as much of each long text as the limit needs (see the module docstring).
     """
     texts = list(texts)
-    budget = CHARS_PER_TOKEN * max_length + SAFE_CHARS
+    budget = prefix_budget(max_length)
     out: list[list[int] | None] = [None] * len(texts)
     short = [i for i, t in enumerate(texts) if len(t) <= budget]
     long = [i for i, t in enumerate(texts) if len(t) > budget]
@@ -64,6 +64,12 @@ def token_ids(tokenizer: Any, texts: Sequence[str], max_length: int, **kwargs: A
     for i in long:
         out[i] = _long_text_ids(tokenizer, texts[i], max_length, budget, kwargs)
     return out  # type: ignore[return-value]
+
+
+def prefix_budget(max_length: int) -> int:
+    """Characters a text may have and still be tokenized whole in one batch call; longer texts
+    are read from a prefix, in calls of their own that change the tokenizer's truncation."""
+    return CHARS_PER_TOKEN * max_length + SAFE_CHARS
 
 
 def _long_text_ids(tokenizer: Any, text: str, max_length: int, budget: int,
